@@ -1,0 +1,1 @@
+"""potnn-bench: build, flash or emulate, and measure potnn models on microcontrollers."""

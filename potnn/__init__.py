@@ -1,0 +1,1 @@
+"""potnn: power-of-two quantized neural networks for multiplier-less microcontrollers."""
