@@ -1,0 +1,82 @@
+"""`potnn.Config`: the target's budgets, the input's shape and normalisation, the encodings.
+
+One object carries what export and training must agree on. It is a frozen dataclass so that
+nothing downstream (export in particular) can change it behind the user's back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from .encoding import ENCODINGS, get_encoding
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the model is for: the MCU's budgets, the input format, and the weight encodings.
+
+    flash, ram: bytes the model may use on the target (the export refuses a model that needs more).
+    mean, std: the dataset normalisation the float model was trained with, for inputs scaled to
+        [0, 1]; a scalar or one value per input channel. It is folded into the first layer, so the
+        integer model and the C take raw uint8 pixels.
+    input_h, input_w, input_channels: the image the model takes (C×H×W, uint8).
+    layer_encodings: module path → encoding name, overriding `default_encoding`.
+    per_channel: give each output channel its own power-of-two weight scale (a per-channel shift
+        in the integer model); the last layer always keeps one scale so logits stay comparable.
+    """
+
+    flash: int = 16384
+    ram: int = 2048
+    mean: float | Sequence[float] = 0.0
+    std: float | Sequence[float] = 1.0
+    input_h: int = 16
+    input_w: int = 16
+    input_channels: int = 1
+    layer_encodings: Mapping[str, str] = field(default_factory=dict)
+    default_encoding: str = "unroll"
+    per_channel: bool = False
+
+    def __post_init__(self) -> None:
+        for name in (self.default_encoding, *self.layer_encodings.values()):
+            get_encoding(name)  # raises with the list of valid names
+        if self.flash <= 0 or self.ram <= 0:
+            raise ValueError(f"Config: flash and ram must be positive byte counts (got flash={self.flash}, ram={self.ram})")
+        if min(self.input_h, self.input_w, self.input_channels) <= 0:
+            raise ValueError("Config: input_h, input_w and input_channels must be positive")
+        means, stds = self.channel_mean(), self.channel_std()
+        if any(s <= 0 for s in stds):
+            raise ValueError(f"Config: std must be positive, got {stds}")
+        del means
+        # A frozen dataclass keeps the caller's dict; copy it so later edits by the caller cannot leak in.
+        object.__setattr__(self, "layer_encodings", dict(self.layer_encodings))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return (self.input_channels, self.input_h, self.input_w)
+
+    def _per_channel(self, value: float | Sequence[float], what: str) -> tuple[float, ...]:
+        if isinstance(value, (int, float)):
+            return (float(value),) * self.input_channels
+        values = tuple(float(v) for v in value)
+        if len(values) == 1:
+            return values * self.input_channels
+        if len(values) != self.input_channels:
+            raise ValueError(f"Config: {what} has {len(values)} values for {self.input_channels} input channels")
+        return values
+
+    def channel_mean(self) -> tuple[float, ...]:
+        """The mean as one value per input channel."""
+        return self._per_channel(self.mean, "mean")
+
+    def channel_std(self) -> tuple[float, ...]:
+        """The std as one value per input channel."""
+        return self._per_channel(self.std, "std")
+
+    def encoding_for(self, path: str) -> str:
+        """The encoding of the layer at module path `path`."""
+        return self.layer_encodings.get(path, self.default_encoding)
+
+
+__all__ = ["Config", "ENCODINGS"]

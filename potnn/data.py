@@ -1,0 +1,342 @@
+"""MNIST from the original IDX files, the 28x28 -> 16x16 input transform, and DataLoaders.
+
+The MCU models take 16x16 uint8 images. The bench streams exactly the bytes produced by
+:func:`downsample` to the board, so that transform is part of the specification and is computed
+exactly (independent of BLAS summation order).
+
+Files are looked for in ``$POTNN_DATA`` (relative paths resolved against the current
+directory), then in the user cache (``$XDG_CACHE_HOME/potnn/mnist``, default
+``~/.cache/potnn/mnist``); when absent they are downloaded into the cache. Every file's md5 is
+checked (once per process per file version), so a corrupt or wrong file is a clear error rather
+than a silently different accuracy.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+# md5 of the four original files, as published with the dataset.
+_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_SPLIT_FILES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+# Public mirrors of the original files (yann.lecun.com itself refuses automated downloads).
+_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+_DOWNLOAD_TIMEOUT_S = 60
+_MNIST_SIDE = 28
+_NUM_CLASSES = 10
+_IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only type MNIST uses.
+_MAX_EXACT_SIDE = 256  # 255 * 256**2 < 2**24: the largest side downsample computes exactly.
+_DOWNSAMPLE_CHUNK = 8192  # images per float32 block, bounding memory to ~25 MB at 28x28.
+
+# Mean and (population, ddof=0) std of all 16x16 training pixels scaled to [0, 1], i.e.
+# ``pixel_stats(load_mnist("train", 16)[0])`` on the md5-verified original files, rounded to
+# 6 decimals. Fixed here because they are folded into the first layer of every exported model.
+MNIST16_MEAN: float = 0.130658
+MNIST16_STD: float = 0.275077
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, cannot be downloaded, fails its checksum or is malformed."""
+
+
+def _cache_dir() -> Path:
+    """The download cache, honouring XDG_CACHE_HOME like other user-level tools."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().resolve() / "potnn" / "mnist"
+
+
+@functools.cache
+def _file_md5(path: str, size: int, mtime_ns: int) -> str:
+    """md5 of a file, memoised on (path, size, mtime) so each file version is hashed once."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, name: str) -> None:
+    """Raise DatasetError unless ``path`` has the published md5 of ``name``."""
+    stat = path.stat()
+    actual = _file_md5(str(path), stat.st_size, stat.st_mtime_ns)
+    if actual != _MD5[name]:
+        raise DatasetError(
+            f"{path} fails its checksum (md5 {actual}, expected {_MD5[name]}); "
+            "the file is corrupt or not the original MNIST file: delete or replace it"
+        )
+
+
+def _download(url: str, dest: Path) -> None:
+    """Fetch ``url`` into ``dest`` (network errors propagate as OSError)."""
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response, open(dest, "wb") as f:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            f.write(block)
+
+
+def _fetch_into_cache(name: str, cache: Path, searched: list[Path]) -> Path:
+    """Download ``name`` into ``cache`` from the first mirror that serves the right bytes.
+
+    The file is written under a temporary name and renamed only after its md5 matches, so an
+    interrupted or wrong download never leaves a file that looks valid.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / name
+    partial = cache / (name + ".part")
+    reasons: list[str] = []
+    for mirror in _MIRRORS:
+        try:
+            _download(mirror + name, partial)
+            _verify(partial, name)
+        except (OSError, DatasetError) as exc:
+            reasons.append(f"{mirror}: {exc}")
+            partial.unlink(missing_ok=True)
+            continue
+        os.replace(partial, dest)
+        return dest
+    why = "; ".join(reasons).replace("\n", " ")
+    where = ", ".join(str(folder) for folder in searched)
+    raise DatasetError(
+        f"MNIST file {name} not found in {where} and could not be downloaded ({why}); "
+        "set POTNN_DATA to a folder holding the four MNIST IDX .gz files"
+    )
+
+
+def mnist_file(name: str, root: str | Path | None = None) -> Path:
+    """Path of the md5-verified MNIST file ``name``, downloading it into the cache if needed.
+
+    With ``root`` given only that folder is searched (and downloaded into). Otherwise
+    ``$POTNN_DATA`` then the cache; a file that is found but corrupt is an error, never
+    silently replaced.
+    """
+    if name not in _MD5:
+        raise ValueError(f"unknown MNIST file {name!r}; expected one of {sorted(_MD5)}")
+    if root is not None:
+        folders = [Path(root).expanduser().resolve()]
+    else:
+        env = os.environ.get("POTNN_DATA")
+        folders = ([Path(env).expanduser().resolve()] if env else []) + [_cache_dir()]
+    for folder in folders:
+        path = folder / name
+        if path.is_file():
+            _verify(path, name)
+            return path
+    return _fetch_into_cache(name, folders[-1], folders)
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """Parse a gzipped IDX file of unsigned bytes with ``ndim`` dimensions.
+
+    Strict on purpose: the magic number must be ``0x0000 08 <ndim>`` and the payload must hold
+    exactly the product of the header's dimensions, so a truncated or mislabelled file fails
+    here instead of yielding a short or scrambled dataset.
+    """
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0:2] != b"\x00\x00" or raw[2] != _IDX_UBYTE or raw[3] != ndim:
+        raise DatasetError(
+            f"{path}: bad IDX magic {raw[:4].hex()} (expected 000008{ndim:02x}: ubyte, {ndim}-D)"
+        )
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DatasetError(f"{path}: IDX header truncated")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    payload = len(raw) - header_len
+    if payload != int(np.prod(dims)):
+        raise DatasetError(f"{path}: IDX dims {dims} need {int(np.prod(dims))} bytes, file has {payload}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def _area_counts(n_in: int, n_out: int) -> np.ndarray:
+    """Integer weights ``C`` with ``A = C / n_in``: overlaps measured in units of 1/n_out pixel.
+
+    Output pixel i covers input span [i*n_in, (i+1)*n_in) and input pixel j covers
+    [j*n_out, (j+1)*n_out) in those units, so every overlap is an integer and each row sums to n_in.
+    """
+    i = np.arange(n_out)[:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.minimum((i + 1) * n_in, (j + 1) * n_out) - np.maximum(i * n_in, j * n_out)
+    return np.clip(overlap, 0, None)
+
+
+def downsample(images_u8: np.ndarray, size: int) -> np.ndarray:
+    """Resize square uint8 images ``[..., n, n]`` (MNIST: n=28) to ``[..., size, size]``.
+
+    Definition (exact area / box-filter averaging): output pixel (r, c) is the average of the
+    input image over the square it covers, ``[r*n/size, (r+1)*n/size) x [c*n/size, (c+1)*n/size)``
+    in input pixel units, each input pixel weighted by the (possibly fractional) area it shares
+    with that square. Separably, ``Y = A @ X @ A.T`` with the fixed float64 matrix
+    ``A[i, j] = |[i*n/size, (i+1)*n/size) ∩ [j, j+1)| / (n/size)`` (rows sum to 1), and the
+    result is rounded half-up: ``out = floor(Y + 1/2)`` as uint8.
+
+    Computed exactly: ``A = C / n`` with integer ``C`` (see :func:`_area_counts`), so every
+    product and partial sum of ``Z = C @ X @ C.T`` is a non-negative integer at most
+    ``255 * n * n < 2**24`` - exact in float32 in any BLAS summation order - and the rounding
+    ``floor((2*Z + n*n) / (2*n*n))`` is done in integers. Ties therefore round up on every
+    machine, which a float product with the inexact ``A`` could not guarantee.
+    """
+    if images_u8.dtype != np.uint8:
+        raise ValueError(f"downsample expects uint8 images, got {images_u8.dtype}")
+    if images_u8.ndim < 2 or images_u8.shape[-1] != images_u8.shape[-2]:
+        raise ValueError(f"downsample expects square images [..., n, n], got {images_u8.shape}")
+    n = images_u8.shape[-1]
+    if not 1 <= n <= _MAX_EXACT_SIDE or size < 1:
+        raise ValueError(f"need 1 <= n <= {_MAX_EXACT_SIDE} and size >= 1, got n={n}, size={size}")
+    counts_t = _area_counts(n, size).T.astype(np.float32)
+    denominator = n * n
+    rows = images_u8.reshape(-1, n)  # every image row, all images stacked
+    out = np.empty((rows.shape[0] // n, size, size), dtype=np.uint8)
+    for start in range(0, out.shape[0], _DOWNSAMPLE_CHUNK):
+        block = rows[start * n : (start + _DOWNSAMPLE_CHUNK) * n].astype(np.float32)
+        # (X C^T)^T C^T = (C X C^T)^T for each image, as two large matrix products.
+        w = (block @ counts_t).reshape(-1, n, size).transpose(0, 2, 1).reshape(-1, n)
+        z = (w @ counts_t).reshape(-1, size, size).transpose(0, 2, 1).astype(np.int64)
+        out[start : start + _DOWNSAMPLE_CHUNK] = (2 * z + denominator) // (2 * denominator)
+    return out.reshape(*images_u8.shape[:-2], size, size)
+
+
+def load_mnist(
+    split: Literal["train", "test"], size: int = 16, root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load an MNIST split: uint8 images ``[N, 1, size, size]`` and int64 labels ``[N]``.
+
+    ``size=28`` returns the original images; other sizes go through :func:`downsample`.
+    """
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    image_name, label_name = _SPLIT_FILES[split]
+    images = read_idx(mnist_file(image_name, root), ndim=3)
+    labels = read_idx(mnist_file(label_name, root), ndim=1)
+    if images.shape[1:] != (_MNIST_SIDE, _MNIST_SIDE) or images.shape[0] != labels.shape[0]:
+        raise DatasetError(
+            f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match"
+        )
+    if labels.max(initial=0) >= _NUM_CLASSES:
+        raise DatasetError(f"MNIST {split}: label {labels.max()} out of range 0..9")
+    # frombuffer arrays are read-only views of the file bytes; both branches return a new array.
+    images = downsample(images[:, None], size) if size != _MNIST_SIDE else images[:, None].copy()
+    return images, labels.astype(np.int64)
+
+
+def pixel_stats(images_u8: np.ndarray) -> tuple[float, float]:
+    """Mean and population std of the pixels scaled to [0, 1] (how MNIST16_MEAN/STD are made)."""
+    scaled = images_u8.astype(np.float64) / 255.0
+    return float(scaled.mean()), float(scaled.std())
+
+
+def normalize(u8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``(u8 / 255 - mean) / std`` as float32: the float view of the raw bytes the MCU receives.
+
+    The exporter folds the same mean/std into the first layer, so training must use exactly
+    this mapping.
+    """
+    pixels = torch.as_tensor(u8)
+    if pixels.dtype != torch.uint8:
+        raise ValueError(f"normalize expects uint8 pixels, got {pixels.dtype}")
+    return (pixels.to(torch.float32) / 255.0 - mean) / std
+
+
+class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """MNIST held as raw uint8 bytes, normalised (and optionally shifted) per batch.
+
+    Indexing takes an int (one sample ``[1, S, S]``) or a list of indices (a batch
+    ``[B, 1, S, S]``); :func:`mnist_loaders` feeds it index batches from a ``BatchSampler``, so
+    normalisation and augmentation are vectorised per batch instead of per image.
+
+    Attributes:
+        images_u8: uint8 ``[N, 1, S, S]`` - the exact bytes the bench streams to the board.
+        labels: int64 ``[N]``.
+        mean, std: the normalisation used (fold these into the exported model).
+        max_shift: augmentation translation range in pixels (0 = no augmentation).
+    """
+
+    def __init__(
+        self,
+        images_u8: np.ndarray,
+        labels: np.ndarray,
+        mean: float,
+        std: float,
+        max_shift: int,
+        generator: torch.Generator,
+    ) -> None:
+        self.images_u8 = images_u8
+        self.labels = labels
+        self.mean = mean
+        self.std = std
+        self.max_shift = max_shift
+        self._images = torch.from_numpy(images_u8)
+        self._labels = torch.from_numpy(labels)
+        self._generator = generator
+
+    def __len__(self) -> int:
+        return self.images_u8.shape[0]
+
+    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self._images[index]
+        if self.max_shift:
+            images = self._shift(images.reshape(-1, *images.shape[-3:])).reshape(images.shape)
+        return normalize(images, self.mean, self.std), self._labels[index]
+
+    def _shift(self, images: torch.Tensor) -> torch.Tensor:
+        """Translate each image by random integer (dy, dx) in ±max_shift with zero (black) fill.
+
+        Done on the uint8 bytes before normalisation so the fill is true background, and drawn
+        from the loader's seeded generator so an epoch is reproducible.
+        """
+        batch, _, height, width = images.shape
+        m = self.max_shift
+        dy, dx = torch.randint(-m, m + 1, (2, batch, 1, 1), generator=self._generator)
+        padded = torch.nn.functional.pad(images, (m, m, m, m))
+        rows = torch.arange(height).view(1, -1, 1) + m - dy
+        cols = torch.arange(width).view(1, 1, -1) + m - dx
+        return padded[torch.arange(batch).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
+
+
+def mnist_loaders(
+    batch_size: int = 128,
+    size: int = 16,
+    augment: bool = False,
+    root: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader]:
+    """Train and test DataLoaders yielding ``(x, label)``, ``x`` float32 ``[B, 1, size, size]``.
+
+    ``x = (u8/255 - mean)/std`` with ``MNIST16_MEAN``/``MNIST16_STD`` at size 16 (the exported
+    constants) and the training split's own statistics at other sizes. The train loader is
+    shuffled; ``augment`` adds random ±1 px shifts at 16x16 (scaled with ``size``). Shuffling and
+    augmentation draw from one generator seeded with ``seed``, so runs are reproducible.
+    The datasets (``loader.dataset``) expose ``images_u8``, ``labels``, ``mean`` and ``std``.
+    """
+    train_images, train_labels = load_mnist("train", size, root)
+    test_images, test_labels = load_mnist("test", size, root)
+    mean, std = (MNIST16_MEAN, MNIST16_STD) if size == 16 else pixel_stats(train_images)
+    generator = torch.Generator().manual_seed(seed)
+    max_shift = max(1, round(size / 16)) if augment else 0
+    train = MNISTDataset(train_images, train_labels, mean, std, max_shift, generator)
+    test = MNISTDataset(test_images, test_labels, mean, std, 0, generator)
+    train_batches = BatchSampler(RandomSampler(train, generator=generator), batch_size, drop_last=False)
+    test_batches = BatchSampler(SequentialSampler(test), batch_size, drop_last=False)
+    # batch_size=None: each sampler item is already a list of indices, fetched in one call.
+    return (
+        DataLoader(train, sampler=train_batches, batch_size=None),
+        DataLoader(test, sampler=test_batches, batch_size=None),
+    )

@@ -1,0 +1,77 @@
+"""Power-of-two weight quantization and the straight-through estimators of QAT (PyTorch side).
+
+The same functions produce the integers of the exported model (called in float64 with
+``exact=True`` by the lowering) and the fake-quantized values of QAT (float32, with gradients
+passed straight through). One code path for both is what keeps training and export in step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .encoding import get_encoding
+
+
+def _magnitudes(encoding: str) -> list[int]:
+    """The non-negative magnitudes an encoding can hold, ascending (0 first when it has zero)."""
+    return sorted({abs(v) for v in get_encoding(encoding).levels})
+
+
+def pot_round(v: torch.Tensor, encoding: str) -> torch.Tensor:
+    """Nearest level of `encoding` to each element of v (in units of the weight scale).
+
+    Nearest in the linear domain (this minimises the squared error of the weights); a value exactly
+    halfway goes to the larger magnitude. Encodings without zero send |v| below 1 to ±1 with v's sign
+    (+1 for an exact 0). Only comparisons are used, so the result is the same on every device.
+    """
+    mags = _magnitudes(encoding)
+    a = v.abs()
+    idx = torch.zeros_like(a, dtype=torch.long)
+    for lo, hi in zip(mags[:-1], mags[1:]):
+        idx += (a >= (lo + hi) / 2).long()
+    table = torch.tensor(mags, dtype=v.dtype, device=v.device)
+    sign = torch.where(v < 0, -1.0, 1.0).to(v.dtype)
+    return sign * table[idx]
+
+
+def legalize(q: torch.Tensor, encoding: str) -> torch.Tensor:
+    """Apply the encoding's structural rule to integer weights q[n_filters, filter_len] (packing order).
+
+    Only `5level` has one: its skip field encodes at most 3 zeros before a weight, so in each run of
+    zeros the 4th, 8th, 12th ... zero becomes +1 (`potnn.encoding.legalize` is the NumPy twin, tested
+    against this one).
+    """
+    if encoding != "5level" or q.numel() == 0:
+        return q
+    zero = q == 0
+    pos = torch.arange(q.shape[1], device=q.device).expand_as(q)
+    last_nonzero = torch.cummax(torch.where(zero, torch.full_like(pos, -1), pos), dim=1).values
+    run_position = pos - last_nonzero  # 1-based position of a zero inside its run
+    forced = zero & (run_position % 4 == 0)
+    return torch.where(forced, torch.ones_like(q), q)
+
+
+def quantize_weights(w_scaled: torch.Tensor, encoding: str, exact: bool) -> torch.Tensor:
+    """Integer weights for w_scaled (= weight / scale), laid out [out, ...]; straight-through unless exact."""
+    flat = w_scaled.detach().reshape(w_scaled.shape[0], -1)
+    q = legalize(pot_round(flat, encoding), encoding).reshape(w_scaled.shape)
+    if exact:
+        return q
+    return w_scaled + (q - w_scaled).detach()
+
+
+def round_half_up(x: torch.Tensor, exact: bool) -> torch.Tensor:
+    """floor(x + 0.5); the gradient passes straight through unless exact (see potnn.rounding)."""
+    r = torch.floor(x + 0.5)
+    return r if exact else x + (r - x).detach()
+
+
+def floor(x: torch.Tensor, exact: bool) -> torch.Tensor:
+    """floor(x); the gradient passes straight through unless exact."""
+    r = torch.floor(x)
+    return r if exact else x + (r - x).detach()
+
+
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """x in the forward pass, factor × its gradient in the backward pass (LSQ's step-size gradient scale)."""
+    return x * factor + (x - x * factor).detach()
