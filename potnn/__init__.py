@@ -13,9 +13,10 @@ from .layers import PoTAdd, PoTConv1d, PoTConv2d, PoTDepthwiseConv2d, PoTGlobalA
 from .lower import IntProgram, lower
 from .qat import calibrate, enable_integer_sim, prepare_qat, set_mode
 from .simulate import simulate
+from .train import evaluate, train
 
 __all__ = [
     "Config", "ENCODINGS", "ExportError", "GraphError", "IntProgram",
     "PoTAdd", "PoTConv1d", "PoTConv2d", "PoTDepthwiseConv2d", "PoTGlobalAvgPool", "PoTLinear",
-    "calibrate", "enable_integer_sim", "export", "fuse_batchnorm", "lower", "prepare_qat", "set_mode", "simulate",
+    "calibrate", "enable_integer_sim", "export", "fuse_batchnorm", "lower", "prepare_qat", "set_mode", "simulate", "train", "evaluate",
 ]

@@ -23,7 +23,7 @@ import torch.nn as nn
 from .config import Config
 from .encoding import get_encoding, pack
 from .lower import INT32_MAX, IntOp, IntProgram, TensorSpec, lower
-from .memory import MemoryPlan, plan_memory
+from .memory import MemoryPlan, plan_memory, view_root
 
 EXPORT_VERSION = 1
 
@@ -534,7 +534,7 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
 
     def ref(name: str) -> str:
         spec = program.tensors[name]
-        if name == program.input:
+        if view_root(program, name) == program.input:
             return "input"
         if name == program.output and logits_external:
             return "out"

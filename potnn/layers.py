@@ -8,7 +8,8 @@ power of two, i.e. a shift in C. In ``qat`` mode the roundings pass gradients st
 (float32); in ``int`` mode (`potnn.enable_integer_sim`) everything is float64 and exact, equal
 to `potnn.simulate`.
 
-Quantization state lives in ``state_dict``: ``alpha`` (weight scale, learnable), ``act_shift``
+Quantization state lives in ``state_dict``: ``alpha_log2`` (log2 of the weight scale, learnable: in the
+log domain an optimizer step changes the scale relatively, whatever its magnitude), ``act_shift``
 (the output shift, set by calibration) and ``channel_shift`` (per-channel power-of-two scales).
 Wiring (which layer feeds which, whether a ReLU is fused) is derived again from the model's
 graph by `potnn.prepare_qat`, so it is never stale.
@@ -116,7 +117,7 @@ class PoTLayer(QuantModule):
     def _potnn_layer_init(self, encoding: str | None) -> None:
         self._potnn_init()
         self.encoding = encoding
-        self.alpha = nn.Parameter(torch.ones(()))
+        self.alpha_log2 = nn.Parameter(torch.zeros(()))
         self.register_buffer("channel_shift", torch.zeros(self.out_channels_count(), dtype=torch.int64))
         self._potnn_final = False
         self._potnn_fold: InputFold | None = None
@@ -146,15 +147,17 @@ class PoTLayer(QuantModule):
         if fold is None:
             return self._input_integers(x, 0, exact)
         dtype = torch.float64 if exact else x.dtype
-        raw = (x.double() * fold.std + fold.mean) * 255.0
+        raw = (x.double() * fold.std.to(x.device) + fold.mean.to(x.device)) * 255.0
         return torch.clamp(torch.floor(raw + 0.5), 0, 255).to(dtype)
 
-    def _weight_scale(self, exact: bool) -> torch.Tensor:
-        alpha = self.alpha.double()
-        if not exact:
-            levels = max(abs(v) for v in _levels(self.encoding))
-            alpha = quantizer.scale_gradient(alpha, 1.0 / math.sqrt(self.weight.numel() * levels))
-        return alpha
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The weight scale: float weights ≈ alpha * 2**channel_shift * integer levels (float64)."""
+        return torch.pow(2.0, self.alpha_log2.double())
+
+    @torch.no_grad()
+    def set_alpha(self, alpha: float) -> None:
+        self.alpha_log2.fill_(math.log2(alpha))
 
     def folded_weight_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Float64 weight and bias in raw-pixel units when the input normalisation is folded in here."""
@@ -168,7 +171,7 @@ class PoTLayer(QuantModule):
 
     def integer_params(self, exact: bool) -> IntParams:
         """Integer weights, bias and shifts of this layer, from its float state (the lowering calls this)."""
-        alpha = self._weight_scale(exact)
+        alpha = self.alpha
         alpha_c = alpha * torch.pow(2.0, self.channel_shift.double())
         w, b = self.folded_weight_bias()
         wview = (-1,) + (1,) * (w.dim() - 1)
@@ -181,15 +184,8 @@ class PoTLayer(QuantModule):
         return IntParams(q, bias + _rounding_bias(shift), shift, s_in, alpha * s_in * torch.pow(2.0, self.act_shift.double()))
 
     def output_scale(self) -> torch.Tensor:
-        alpha = self.alpha.double()
-        s = alpha * self.input_scale()
+        s = self.alpha * self.input_scale()
         return s if self._potnn_final else s * torch.pow(2.0, self.act_shift.double())
-
-
-def _levels(encoding: str | None) -> tuple[int, ...]:
-    from .encoding import get_encoding
-
-    return get_encoding(encoding or "unroll").levels
 
 
 class PoTConv2d(PoTLayer, nn.Conv2d):

@@ -25,7 +25,8 @@ class MemoryPlan:
     arena_bytes: int
 
 
-def _root(program: IntProgram, name: str) -> str:
+def view_root(program: IntProgram, name: str) -> str:
+    """The tensor whose bytes `name` is a view of (itself unless it is a reshape)."""
     by_output = {op.output: op for op in program.ops}
     while name in by_output and by_output[name].kind == "reshape":
         name = by_output[name].inputs[0]
@@ -34,17 +35,17 @@ def _root(program: IntProgram, name: str) -> str:
 
 def plan_memory(program: IntProgram, external: set[str]) -> MemoryPlan:
     """Place every tensor except those in `external` (the caller's input, the int32 logits)."""
-    external_roots = {_root(program, t) for t in external}
+    external_roots = {view_root(program, t) for t in external}
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, op in enumerate(program.ops):
-        out = _root(program, op.output)
+        out = view_root(program, op.output)
         first.setdefault(out, i)
         last[out] = max(last.get(out, i), i)
         for name in op.inputs:
-            r = _root(program, name)
+            r = view_root(program, name)
             last[r] = max(last.get(r, i), i)
-    final = _root(program, program.output)
+    final = view_root(program, program.output)
     last[final] = len(program.ops)  # read by the argmax after the last operation
     roots = [r for r in first if r not in external_roots and r != program.input]
     sizes = {r: program.tensors[r].size * program.tensors[r].itemsize for r in roots}
@@ -64,7 +65,7 @@ def plan_memory(program: IntProgram, external: set[str]) -> MemoryPlan:
     arena = max((offsets[r] + sizes[r] for r in roots), default=0)
     arena = (arena + ALIGN - 1) // ALIGN * ALIGN
     for name in program.tensors:
-        root = _root(program, name)
+        root = view_root(program, name)
         if root in offsets:
             offsets[name] = offsets[root]
     return MemoryPlan(offsets, arena)

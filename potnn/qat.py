@@ -20,7 +20,7 @@ from .fuse import fuse_batchnorm, replace_global_pooling
 from .graph import Graph, capture, wire
 from .layers import PoTAdd, PoTGlobalAvgPool, PoTLayer, QuantModule
 from .quantizer import pot_round, legalize
-from .rounding import round_log2
+from .rounding import ceil_log2, round_log2
 
 ACTIVATION_QUANTILE = 0.9999
 
@@ -75,7 +75,7 @@ def _init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
     flat = flat / torch.pow(2.0, shifts.double()).view(-1, 1)
     top = float(flat.abs().max())
     if top == 0.0:
-        layer.alpha.fill_(1.0)
+        layer.set_alpha(1.0)
         layer.channel_shift.copy_(shifts)
         return
     encoding = layer.encoding or "unroll"
@@ -86,7 +86,7 @@ def _init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
         err = float(((flat - alpha * q) ** 2).sum())
         if err < best_err:
             best, best_err = alpha, err
-    layer.alpha.fill_(best)
+    layer.set_alpha(best)
     layer.channel_shift.copy_(shifts)
 
 
@@ -96,7 +96,7 @@ def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batch
 
     Activations: the float model runs on `num_batches` batches of `data_loader` (inputs normalised
     as in training); each requantized tensor's 99.99th percentile of |value| sets its shift so that
-    it fills its 8-bit range, rounded to the nearest power of two of the scale chain.
+    it covers that value with its 8-bit range (the scale rounded up to the chain's next power of two).
     """
     graph = ensure_captured(model, config)
     modes = {m: m.potnn_mode for m in _quant_modules(model)}
@@ -142,14 +142,14 @@ def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batch
         peak = float(torch.quantile(values, ACTIVATION_QUANTILE)) if values.numel() else 0.0
         lo, hi = m.output_range
         if isinstance(m, PoTLayer):
-            unit = float(m.alpha.double() * m.input_scale())
+            unit = float(m.alpha * m.input_scale())
         elif isinstance(m, PoTGlobalAvgPool):
             unit = float(m.input_scale()) / m._potnn_area
         else:
             assert isinstance(m, PoTAdd)
             unit = min(float(m.input_scale(0)), float(m.input_scale(1)))
         target = peak / hi if peak > 0 else unit
-        m.act_shift.fill_(round_log2(target / unit))
+        m.act_shift.fill_(ceil_log2(target / unit))  # round the range up: clipping costs more than one bit
     for m, mode in modes.items():
         m.potnn_mode = mode
     model._potnn_calibrated = True
@@ -162,7 +162,7 @@ def prepare_qat(model: nn.Module, config: Config) -> nn.Module:
     Call `calibrate` first, or load a state_dict saved from a calibrated model right after this call.
     """
     ensure_captured(model, config)
-    untouched = all(float(m.alpha) == 1.0 and int(m.act_shift) == 0 for m in _quant_modules(model)
+    untouched = all(float(m.alpha_log2.detach()) == 0.0 and int(m.act_shift) == 0 for m in _quant_modules(model)
                     if isinstance(m, PoTLayer))
     if untouched and not getattr(model, "_potnn_calibrated", False):
         warnings.warn("prepare_qat: the model looks uncalibrated (all weight scales 1, all shifts 0); "

@@ -70,8 +70,3 @@ def floor(x: torch.Tensor, exact: bool) -> torch.Tensor:
     """floor(x); the gradient passes straight through unless exact."""
     r = torch.floor(x)
     return r if exact else x + (r - x).detach()
-
-
-def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """x in the forward pass, factor × its gradient in the backward pass (LSQ's step-size gradient scale)."""
-    return x * factor + (x - x * factor).detach()

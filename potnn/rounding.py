@@ -8,7 +8,7 @@ NumPy reference, PyTorch's integer simulation and the generated C cannot drift a
 * a right shift by ``k > 0`` rounds half up by adding ``2**(k-1)`` first and then shifting
   arithmetically (floor); the constant is folded into the bias at lowering time, so the C does a
   single add and shift; ``k <= 0`` is an exact left shift by ``-k``;
-* a scale ratio is turned into a shift by `round_log2`, decided on Python floats only.
+* a scale ratio is turned into a shift by `round_log2` or `ceil_log2`, decided on Python floats only.
 """
 
 from __future__ import annotations
@@ -53,3 +53,11 @@ def round_log2(ratio: float) -> int:
         raise ValueError(f"round_log2 needs a positive finite ratio, got {ratio!r}")
     m, e = math.frexp(ratio)
     return e if m >= _SQRT_HALF else e - 1
+
+
+def ceil_log2(ratio: float) -> int:
+    """The smallest integer d with 2**d >= ratio, decided exactly from frexp (ratio = m * 2**e, m in [0.5, 1))."""
+    if not (ratio > 0.0 and math.isfinite(ratio)):
+        raise ValueError(f"ceil_log2 needs a positive finite ratio, got {ratio!r}")
+    m, e = math.frexp(ratio)
+    return e - 1 if m == 0.5 else e

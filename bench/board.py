@@ -1,0 +1,313 @@
+"""Board files: load, validate and list the boards the bench can build for.
+
+Why declarative files: adding a board (or a memory variant of a chip) must be adding one TOML
+file under ``boards/``, not editing Python.  Everything the build, the flashers and the
+emulator need to know about a board lives in that file; the schema is in ``boards/README.md``.
+A file may ``extends = "<other board>"`` and override only what differs (the PY32F003 x6/x8
+variants do), so the facts about a chip are written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOARDS_DIR = REPO_ROOT / "boards"
+FIRMWARE_DIR = REPO_ROOT / "firmware"
+
+# The pseudo-board ``host``: the bench application built for this computer, its UART a pty.
+HOST_BOARD = "host"
+
+_USB_ID = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FLASHER_TOOLS = ("wlink", "pyocd")
+
+
+class BoardError(Exception):
+    """A board that does not exist or whose file is invalid; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ToolchainFlags:
+    """How one toolchain kind (``gnu`` or ``zig``) compiles for this board."""
+
+    compilers: tuple[str, ...] = ()   # gnu: compiler names tried on PATH, in order
+    target: str | None = None         # zig: the -target triple
+    cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    libs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Uart:
+    instance: str
+    base: int
+    tx: str
+    rx: str
+    baud: int
+    usb: tuple[str, ...]              # VID:PID of USB serial adapters usually wired to it
+
+
+@dataclass(frozen=True)
+class Flasher:
+    tool: str                         # "wlink" or "pyocd"
+    target: str                       # wlink --chip, or the pyOCD target name
+    usb: tuple[str, ...]              # VID:PID of the usual debug probes
+    pack: str = ""                    # pyOCD CMSIS pack path ("" = installed / built in)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    chip: str                         # firmware port directory firmware/chips/<chip>/
+    core: str
+    arch: str
+    flash_origin: int                 # link address of flash
+    flash_load: int                   # address the flasher writes (alias of flash_origin)
+    flash_size: int
+    ram_origin: int
+    ram_size: int
+    stack_reserve: int
+    clock_hz: int
+    clock_source: str
+    uart: Uart
+    counter_address: int
+    counter_bits: int
+    flasher: Flasher
+    toolchains: Mapping[str, ToolchainFlags]
+    emulator: Mapping[str, Any]
+    path: Path
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def flash_base(self) -> int:
+        """Where the image sits in the chip's flash (what flashers and HEX files use)."""
+        return self.flash_load
+
+    @property
+    def baud(self) -> int:
+        return self.uart.baud
+
+    def memory_map(self) -> list[dict[str, Any]]:
+        """Regions an emulator must map: flash, its aliases, SRAM, and any extra regions."""
+        regions: list[dict[str, Any]] = [
+            {"name": "flash", "origin": self.flash_origin, "size": self.flash_size, "access": "rx"},
+        ]
+        aliases = {self.flash_load, *self.emulator.get("flash_aliases", [])} - {self.flash_origin}
+        for addr in sorted(aliases):
+            regions.append({"name": f"flash@{addr:#010x}", "origin": addr, "size": self.flash_size,
+                            "access": "rx", "alias_of": "flash"})
+        regions.append({"name": "sram", "origin": self.ram_origin, "size": self.ram_size, "access": "rw"})
+        regions.extend(dict(r) for r in self.emulator.get("regions", []))
+        return regions
+
+
+def list_boards(boards_dir: Path | None = None) -> list[str]:
+    """Names of the board files in ``boards_dir`` (default: the repository's ``boards/``)."""
+    directory = boards_dir or BOARDS_DIR
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load_board(name: str | Path, boards_dir: Path | None = None) -> Board:
+    """The board called ``name`` (a file stem in ``boards/``) or the board file at that path."""
+    directory = boards_dir or BOARDS_DIR
+    path = Path(name)
+    if path.suffix == ".toml" and path.exists():
+        directory = path.parent
+    else:
+        path = directory / f"{name}.toml"
+        if not path.exists():
+            known = ", ".join(list_boards(directory)) or "none"
+            raise BoardError(f"unknown board {str(name)!r}; known boards: {known}")
+    data = _read_with_extends(path, directory, seen=())
+    return _validate(data, path)
+
+
+def _read_with_extends(path: Path, directory: Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise BoardError(f"{path.name}: not valid TOML ({e})") from None
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise BoardError(f"{path.name}: 'extends' must be a board name")
+    if parent in seen or parent == path.stem:
+        raise BoardError(f"{path.name}: 'extends' loops through {parent!r}")
+    parent_path = directory / f"{parent}.toml"
+    if not parent_path.exists():
+        raise BoardError(f"{path.name}: extends unknown board {parent!r}")
+    return _merge(_read_with_extends(parent_path, directory, seen + (path.stem,)), data)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (arrays included) replaces the base's."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+class _Reader:
+    """Typed access to one board file's tables, with one-line errors that name the key."""
+
+    def __init__(self, data: Mapping[str, Any], path: Path):
+        self.data = data
+        self.file = path.name
+
+    def table(self, name: str) -> Mapping[str, Any]:
+        value = self.data.get(name)
+        if not isinstance(value, Mapping):
+            raise BoardError(f"{self.file}: missing table [{name}]")
+        return value
+
+    def get(self, table: str, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        t = self.table(table)
+        if key not in t:
+            if default is ...:
+                raise BoardError(f"{self.file}: missing [{table}] {key}")
+            return default
+        value = t[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise BoardError(f"{self.file}: [{table}] {key} must be {names}, not {value!r}")
+        return value
+
+    def positive(self, table: str, key: str) -> int:
+        value = self.get(table, key, int)
+        if value <= 0:
+            raise BoardError(f"{self.file}: [{table}] {key} must be positive, not {value}")
+        return value
+
+    def address(self, table: str, key: str, default: Any = ...) -> int:
+        value = self.get(table, key, int, default)
+        if not 0 <= value <= 0xFFFF_FFFF:
+            raise BoardError(f"{self.file}: [{table}] {key} is not a 32-bit address: {value:#x}")
+        return value
+
+    def strings(self, table: str, key: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(table, key, list, default)
+        if not all(isinstance(v, str) for v in value):
+            raise BoardError(f"{self.file}: [{table}] {key} must be a list of strings")
+        return tuple(value)
+
+    def usb_ids(self, table: str, key: str) -> tuple[str, ...]:
+        ids = self.strings(table, key, [])
+        for usb in ids:
+            if not _USB_ID.match(usb):
+                raise BoardError(f"{self.file}: [{table}] {key}: {usb!r} is not a VID:PID like 1a86:8010")
+        return tuple(i.lower() for i in ids)
+
+
+def _validate(data: Mapping[str, Any], path: Path) -> Board:
+    r = _Reader(data, path)
+    name = r.get("board", "name", str)
+    if name != path.stem:
+        raise BoardError(f"{path.name}: [board] name {name!r} must equal the file name {path.stem!r}")
+    if not _NAME.match(name) or name == HOST_BOARD:
+        raise BoardError(f"{path.name}: board name {name!r} must be lower-case letters, digits, '_' (not 'host')")
+    chip = r.get("board", "chip", str)
+    if not (FIRMWARE_DIR / "chips" / chip / "chip.c").exists():
+        raise BoardError(f"{path.name}: no firmware port for chip {chip!r} (firmware/chips/{chip}/chip.c)")
+
+    flash_size = r.positive("memory", "flash_size")
+    ram_size = r.positive("memory", "ram_size")
+    stack = r.positive("memory", "stack_reserve")
+    if stack >= ram_size:
+        raise BoardError(f"{path.name}: [memory] stack_reserve {stack} leaves no RAM of {ram_size}")
+    flash_origin = r.address("memory", "flash_origin")
+
+    toolchains: dict[str, ToolchainFlags] = {}
+    for kind, spec in r.table("toolchain").items():
+        if not isinstance(spec, Mapping):
+            raise BoardError(f"{path.name}: [toolchain.{kind}] must be a table")
+        t = _Reader({"t": spec}, path)
+        toolchains[kind] = ToolchainFlags(
+            compilers=t.strings("t", "compilers", []),
+            target=t.get("t", "target", str, None),
+            cflags=t.strings("t", "cflags", []),
+            ldflags=t.strings("t", "ldflags", []),
+            libs=t.strings("t", "libs", []),
+        )
+    if "gnu" in toolchains and not toolchains["gnu"].compilers:
+        raise BoardError(f"{path.name}: [toolchain.gnu] needs compilers = [...]")
+    if "zig" in toolchains and not toolchains["zig"].target:
+        raise BoardError(f"{path.name}: [toolchain.zig] needs target = \"...\"")
+
+    tool = r.get("flasher", "tool", str)
+    if tool not in FLASHER_TOOLS:
+        raise BoardError(f"{path.name}: [flasher] tool {tool!r} is not one of {', '.join(FLASHER_TOOLS)}")
+    bits = r.positive("cycle_counter", "bits")
+    if bits > 32:
+        raise BoardError(f"{path.name}: [cycle_counter] bits must be at most 32")
+    emulator = data.get("emulator", {})
+    if not isinstance(emulator, Mapping):
+        raise BoardError(f"{path.name}: [emulator] must be a table")
+
+    return Board(
+        name=name,
+        description=r.get("board", "description", str, ""),
+        chip=chip,
+        core=r.get("board", "core", str),
+        arch=r.get("board", "arch", str),
+        flash_origin=flash_origin,
+        flash_load=r.address("memory", "flash_load", flash_origin),
+        flash_size=flash_size,
+        ram_origin=r.address("memory", "ram_origin"),
+        ram_size=ram_size,
+        stack_reserve=stack,
+        clock_hz=r.positive("clock", "hz"),
+        clock_source=r.get("clock", "source", str, ""),
+        uart=Uart(
+            instance=r.get("uart", "instance", str),
+            base=r.address("uart", "base"),
+            tx=r.get("uart", "tx", str),
+            rx=r.get("uart", "rx", str),
+            baud=r.positive("uart", "baud"),
+            usb=r.usb_ids("uart", "usb"),
+        ),
+        counter_address=r.address("cycle_counter", "address"),
+        counter_bits=bits,
+        flasher=Flasher(
+            tool=tool,
+            target=r.get("flasher", "target", str),
+            usb=r.usb_ids("flasher", "usb"),
+            pack=r.get("flasher", "pack", str, ""),
+        ),
+        toolchains=toolchains,
+        emulator=dict(emulator),
+        path=path,
+        raw=data,
+    )
+
+
+# --- CLI: potnn-bench boards -------------------------------------------------------------
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``potnn-bench boards``."""
+    p = subparsers.add_parser("boards", help="list the boards the bench can build for")
+    p.set_defaults(func=_cmd_boards)
+
+
+def _cmd_boards(args: argparse.Namespace) -> int:
+    rows = [("board", "chip", "arch", "flash", "RAM", "clock", "flasher")]
+    for name in list_boards():
+        b = load_board(name)
+        rows.append((b.name, b.chip, b.arch, f"{b.flash_size // 1024} KB", f"{b.ram_size // 1024} KB",
+                     f"{b.clock_hz / 1e6:g} MHz", f"{b.flasher.tool} {b.flasher.target}"))
+    rows.append((HOST_BOARD, "host", "native", "-", "-", "-", "none (UART = pty)"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0

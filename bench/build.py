@@ -1,0 +1,380 @@
+"""Build the bench firmware for one board around one exported model header.
+
+``build()`` compiles firmware/ (the protocol loop, the chip port, and the model header in its
+own translation unit), links it with a linker script generated from the board file, and writes
+``firmware.elf``, ``.bin``, ``.hex`` and a machine-readable ``build.json`` next to them.
+
+Why the budget check works the way it does: a model that does not fit must be refused with the
+numbers (needed vs available, for flash and for RAM including the stack), never linked into a
+silently truncated image.  The real link uses the board's true region sizes, so the linker
+itself refuses an overflow; when it does, a second "probe" link with oversized regions measures
+what the image would need, and that is what the error reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.board import FIRMWARE_DIR, HOST_BOARD, REPO_ROOT, Board, load_board
+from bench.elfsize import ImageSize, measure
+from bench.model_header import HeaderError, HeaderInfo, model_hash, read_header
+from bench.toolchain import KINDS, find_toolchain, host_toolchain
+
+__all__ = ["BuildError", "BudgetError", "BuildResult", "HostBuild", "build", "build_host",
+           "model_hash", "OPT_LEVELS"]
+
+OPT_LEVELS = ("Os", "O2", "O3")
+BUILD_ROOT = REPO_ROOT / "build"
+APP_SOURCES = ("app.c", "protocol.c", "model.c")
+MCU_SOURCES = ("mem.c", "startup.c")
+# -g: zig cc strips the symbol table without it; the size split, the mul/div check and the
+# emulator all read symbols.  (Debug info never changes the generated code.)
+CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-fdata-sections",
+          "-Wall", "-Wextra", "-g")
+LDFLAGS = ("-Wl,--gc-sections", "-Wl,--entry=bench_entry")
+PROBE_REGION = 1 << 24        # region size for the measuring link: larger than any image
+BUILD_FORMAT = 1              # bump when build.json or the build recipe changes meaning
+
+
+class BuildError(Exception):
+    """The firmware did not build; the message is one line (details in build.log)."""
+
+
+class BudgetError(BuildError):
+    """The image does not fit the board; carries the numbers."""
+
+    def __init__(self, board: Board, size: ImageSize):
+        self.board = board
+        self.size = size
+        self.flash_needed = size.flash_bytes
+        self.ram_needed = size.static_ram_bytes + board.stack_reserve
+        firmware = size.flash_bytes - size.model_flash_bytes
+        flash_verdict = "too big" if self.flash_needed > board.flash_size else "fits"
+        ram_verdict = "too big" if self.ram_needed > board.ram_size else "fits"
+        super().__init__(
+            f"model does not fit {board.name}: "
+            f"flash needs {self.flash_needed} B of {board.flash_size} B "
+            f"(model {size.model_flash_bytes} B + firmware {firmware} B) - {flash_verdict}; "
+            f"RAM needs {self.ram_needed} B of {board.ram_size} B "
+            f"(.data {size.data_bytes} + .bss {size.bss_bytes} + stack {board.stack_reserve}; "
+            f"model buffers {size.model_ram_bytes} B) - {ram_verdict}")
+
+    @property
+    def flash_over(self) -> bool:
+        return self.flash_needed > self.board.flash_size
+
+    @property
+    def ram_over(self) -> bool:
+        return self.ram_needed > self.board.ram_size
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    board: str
+    toolchain: str            # e.g. "riscv64-unknown-elf-gcc 12.2.0 -Os"
+    toolchain_kind: str       # "gnu" | "zig"
+    toolchain_version: str
+    opt: str
+    elf: Path
+    bin: Path
+    hex: Path
+    build_json: Path
+    header: Path
+    model_hash: int
+    input_size: int
+    num_classes: int
+    flash_bytes: int          # image in flash
+    flash_budget: int
+    ram_bytes: int            # .data + .bss + reserved stack
+    ram_budget: int
+    static_ram_bytes: int     # .data + .bss
+    stack_bytes: int          # stack reserved by the board file
+    model_flash_bytes: int
+    model_ram_bytes: int
+    firmware_flash_bytes: int
+    firmware_ram_bytes: int
+    ram_checked: bool
+    cached: bool = False
+
+    @property
+    def model_hash_hex(self) -> str:
+        return f"{self.model_hash:08x}"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("cached")
+        for key in ("elf", "bin", "hex", "build_json", "header"):
+            d[key] = str(d[key])
+        d["model_hash_hex"] = self.model_hash_hex
+        d["format"] = BUILD_FORMAT
+        return d
+
+
+@dataclass(frozen=True)
+class HostBuild:
+    exe: Path
+    header: Path
+    model_hash: int
+    input_size: int
+    num_classes: int
+    toolchain: str
+
+
+def _defines(board_name: str, info: HeaderInfo, clock_hz: int, uart_base: int, baud: int,
+             stack: int) -> list[str]:
+    return [f"-DBENCH_BOARD={board_name}", f"-DBENCH_CLOCK_HZ={clock_hz}",
+            f"-DBENCH_UART_BASE={uart_base:#x}", f"-DBENCH_UART_BAUD={baud}",
+            f"-DBENCH_MODEL_HASH={info.hash:#010x}u", f"-DBENCH_INPUT_SIZE={info.input_size}",
+            f"-DBENCH_NUM_CLASSES={info.num_classes}", f"-DBENCH_STACK_SIZE={stack}"]
+
+
+def _linker_script(board: Board, *, probe: bool) -> str:
+    """firmware/link.ld.in with the board's numbers; ``probe`` makes the regions too big to overflow."""
+    fields = {
+        "FLASH_ORIGIN": f"{board.flash_origin:#010x}",
+        "FLASH_REGION": str(PROBE_REGION if probe else board.flash_size),
+        "RAM_ORIGIN": f"{board.ram_origin:#010x}",
+        "RAM_REGION": str(PROBE_REGION if probe else board.ram_size),
+        "RAM_SIZE": str(board.ram_size),
+        "STACK_SIZE": str(0 if probe else board.stack_reserve),
+        "CHECK_RAM": "0" if probe else "1",
+    }
+    text = (FIRMWARE_DIR / "link.ld.in").read_text()
+    for key, value in fields.items():
+        text = text.replace(f"@{key}@", value)
+    if "@" in text.split("*/", 1)[-1]:
+        raise BuildError("firmware/link.ld.in has a field bench/build.py does not fill")
+    return text
+
+
+def _fingerprint(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def _firmware_sources_digest() -> str:
+    files = sorted(p for p in FIRMWARE_DIR.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".in"))
+    return _fingerprint(*(f"{p.relative_to(FIRMWARE_DIR)}".encode() + p.read_bytes() for p in files))
+
+
+def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(argv) + "\n" + proc.stdout + proc.stderr + f"[exit {proc.returncode}]\n\n")
+    return proc
+
+
+def _first_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    for line in lines:
+        if re.search(r"(^|[\s:])(fatal )?error:", line):
+            return line
+    return lines[-1] if lines else f"exit status {proc.returncode}"
+
+
+def _write_hex(path: Path, address: int, data: bytes) -> None:
+    """Intel HEX: 16-byte data records, extended linear address records, end-of-file record."""
+    def record(kind: int, addr16: int, payload: bytes) -> str:
+        body = bytes([len(payload), addr16 >> 8, addr16 & 0xFF, kind]) + payload
+        return ":" + (body + bytes([(-sum(body)) & 0xFF])).hex().upper() + "\n"
+
+    lines, upper = [], None
+    for off in range(0, len(data), 16):
+        a = address + off
+        if a >> 16 != upper:
+            upper = a >> 16
+            lines.append(record(4, 0, upper.to_bytes(2, "big")))
+        lines.append(record(0, a & 0xFFFF, data[off: off + 16]))
+    lines.append(record(1, 0, b""))
+    path.write_text("".join(lines))
+
+
+def _write_images(board: Board, elf: Path) -> tuple[Path, Path]:
+    """BIN and HEX of the flash contents at the flasher's address (the same bytes the flashers write)."""
+    from bench.flashers.base import FlashError
+    from bench.flashers.image import FlashImage
+
+    alias = board.flash_origin if board.flash_origin != board.flash_load else None
+    try:
+        image = FlashImage.from_elf(elf, board.flash_load, board.flash_size, alias_base=alias)
+    except FlashError as e:
+        raise BuildError(str(e)) from None
+    bin_path, hex_path = elf.with_suffix(".bin"), elf.with_suffix(".hex")
+    image.write_bin(bin_path)
+    _write_hex(hex_path, image.address, image.data)
+    return bin_path, hex_path
+
+
+def default_out_dir(board: str, kind: str, opt: str, info: HeaderInfo) -> Path:
+    return BUILD_ROOT / f"{board}-{kind}-{opt}-{info.hash_hex}"
+
+
+def build(board: str | Board, header: str | Path, out_dir: str | Path | None = None, *,
+          opt: str = "Os", toolchain: str | None = None, check_ram: bool = True,
+          force: bool = False) -> BuildResult:
+    """Build the bench firmware for ``board`` around ``header``; refuse an image that does not fit.
+
+    ``toolchain``: "gnu", "zig" or None (first available).  ``check_ram=False`` links a model
+    whose static RAM leaves less than the reserved stack (or overflows RAM) anyway, for tests of
+    run-time stack/RAM faults; such an image is marked ``ram_checked: false``.  A build whose
+    inputs (sources, board, header, compiler, options) are unchanged is reused unless ``force``.
+    """
+    b = board if isinstance(board, Board) else load_board(board)
+    if opt not in OPT_LEVELS:
+        raise BuildError(f"unknown optimisation level {opt!r}; choose one of {', '.join(OPT_LEVELS)}")
+    try:
+        info = read_header(header)
+    except HeaderError as e:
+        raise BuildError(str(e)) from None
+    tc = find_toolchain(b, toolchain)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(b.name, tc.kind, opt, info)
+    out.mkdir(parents=True, exist_ok=True)
+    elf = out / "firmware.elf"
+    build_json = out / "build.json"
+
+    fingerprint = _fingerprint(str(BUILD_FORMAT), _firmware_sources_digest(),
+                               json.dumps(b.raw, sort_keys=True, default=str),
+                               info.path.read_bytes(), " ".join(tc.cc), tc.version, opt,
+                               str(check_ram))
+    if not force and build_json.exists() and elf.exists():
+        try:
+            old = json.loads(build_json.read_text())
+        except ValueError:
+            old = {}
+        if old.get("fingerprint") == fingerprint:
+            return _result_from_json(old, cached=True)
+
+    for stale in ("firmware.elf", "firmware.bin", "firmware.hex", "build.json", "probe.elf"):
+        (out / stale).unlink(missing_ok=True)     # a failed build must not leave an old image behind
+    shutil.copyfile(info.path, out / "potnn_model.h")
+    log = out / "build.log"
+    log.write_text("")
+    chip_dir = FIRMWARE_DIR / "chips" / b.chip
+    sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
+    base = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}",
+            *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, b.stack_reserve),
+            *LDFLAGS, *tc.ldflags]
+
+    def link(script_name: str, probe: bool, target: Path) -> subprocess.CompletedProcess[str]:
+        script = out / script_name
+        script.write_text(_linker_script(b, probe=probe))
+        mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
+        return _run([*base, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources, *tc.libs], log)
+
+    proc = link("link.ld", probe=not check_ram, target=elf)
+    if proc.returncode != 0:
+        probe_elf = out / "probe.elf"
+        probe = link("probe.ld", probe=True, target=probe_elf)
+        if probe.returncode == 0:
+            size = measure(probe_elf, b.flash_origin, b.ram_origin)
+            if size.flash_bytes > b.flash_size or size.static_ram_bytes + b.stack_reserve > b.ram_size:
+                raise BudgetError(b, size)
+        raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
+
+    size = measure(elf, b.flash_origin, b.ram_origin)
+    over_ram = size.static_ram_bytes + b.stack_reserve > b.ram_size
+    if size.flash_bytes > b.flash_size or (check_ram and over_ram):
+        raise BudgetError(b, size)     # the linker should have refused; never ship it anyway
+    bin_path, hex_path = _write_images(b, elf)
+
+    result = BuildResult(
+        board=b.name, toolchain=tc.describe(opt), toolchain_kind=tc.kind, toolchain_version=tc.version,
+        opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.path.resolve(),
+        model_hash=info.hash, input_size=info.input_size, num_classes=info.num_classes,
+        flash_bytes=size.flash_bytes, flash_budget=b.flash_size,
+        ram_bytes=size.static_ram_bytes + b.stack_reserve, ram_budget=b.ram_size,
+        static_ram_bytes=size.static_ram_bytes, stack_bytes=b.stack_reserve,
+        model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
+        firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
+        firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
+        ram_checked=check_ram)
+    record = result.to_json()
+    record["fingerprint"] = fingerprint
+    build_json.write_text(json.dumps(record, indent=2) + "\n")
+    return result
+
+
+def _result_from_json(d: dict[str, Any], cached: bool) -> BuildResult:
+    fields = {k: d[k] for k in BuildResult.__dataclass_fields__ if k in d and k != "cached"}
+    for key in ("elf", "bin", "hex", "build_json", "header"):
+        fields[key] = Path(fields[key])
+    return BuildResult(**fields, cached=cached)
+
+
+def build_host(header: str | Path, out_dir: str | Path | None = None, *,
+               sanitize: bool = False) -> HostBuild:
+    """The same application for this computer; its UART is a pty (chips/host/chip.c)."""
+    try:
+        info = read_header(header)
+    except HeaderError as e:
+        raise BuildError(str(e)) from None
+    tc = host_toolchain()
+    out = Path(out_dir) if out_dir is not None else BUILD_ROOT / f"host-{info.hash_hex}{'-san' if sanitize else ''}"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(info.path, out / "potnn_model.h")
+    chip_dir = FIRMWARE_DIR / "chips" / "host"
+    exe = out / "bench-host"
+    log = out / "build.log"
+    log.write_text("")
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if sanitize else []
+    argv = [*tc.cc, "-std=c99", "-O2", "-g", "-Wall", "-Wextra", *san, f"-I{out}", f"-I{FIRMWARE_DIR}",
+            f"-I{chip_dir}", *_defines(HOST_BOARD, info, 0, 0, 0, 0),
+            *(str(FIRMWARE_DIR / s) for s in APP_SOURCES), str(chip_dir / "chip.c"), "-o", str(exe)]
+    proc = _run(argv, log)
+    if proc.returncode != 0:
+        raise BuildError(f"host build failed ({_first_error(proc)}); full log: {log}")
+    return HostBuild(exe=exe, header=info.path.resolve(), model_hash=info.hash, input_size=info.input_size,
+                     num_classes=info.num_classes, toolchain=tc.describe("O2"))
+
+
+# --- CLI: potnn-bench build ----------------------------------------------------------------
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``potnn-bench build``."""
+    p = subparsers.add_parser("build", help="build the bench firmware for a board around a model header")
+    p.add_argument("--board", required=True, help="board name (see `potnn-bench boards`) or host")
+    p.add_argument("--header", required=True, type=Path, help="model header written by potnn.export")
+    p.add_argument("--out", type=Path, help="output directory (default: build/<board>-<toolchain>-<opt>-<hash>)")
+    p.add_argument("--opt", choices=OPT_LEVELS, default="Os", help="optimisation level (default Os)")
+    p.add_argument("--toolchain", choices=KINDS, help="gnu or zig (default: first available, gnu first)")
+    p.add_argument("--no-ram-check", action="store_true",
+                   help="link even if static RAM leaves less than the reserved stack (fault tests)")
+    p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    p.set_defaults(func=_cmd_build)
+
+
+def _pct(used: int, budget: int) -> str:
+    return f"{100.0 * used / budget:5.1f} %"
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    if args.board == HOST_BOARD:
+        hb = build_host(args.header, args.out)
+        print(f"built host firmware with {hb.toolchain}: {hb.exe}")
+        print(f"  model {hb.model_hash:08x}  input {hb.input_size}  classes {hb.num_classes}")
+        print("  run it; it prints 'PTY <path>' and serves the bench protocol on that pty")
+        return 0
+    r = build(args.board, args.header, args.out, opt=args.opt, toolchain=args.toolchain,
+              check_ram=not args.no_ram_check, force=args.force)
+    print(f"built {r.board} with {r.toolchain}{' (cached)' if r.cached else ''}")
+    print(f"  flash {r.flash_bytes:6d} / {r.flash_budget} B ({_pct(r.flash_bytes, r.flash_budget)})"
+          f"   model {r.model_flash_bytes} B + firmware {r.firmware_flash_bytes} B")
+    print(f"  RAM   {r.ram_bytes:6d} / {r.ram_budget} B ({_pct(r.ram_bytes, r.ram_budget)})"
+          f"   .data+.bss {r.static_ram_bytes} B (model {r.model_ram_bytes} B) + stack {r.stack_bytes} B")
+    if not r.ram_checked:
+        print("  warning: RAM budget not checked (--no-ram-check)")
+    print(f"  model {r.model_hash_hex}  input {r.input_size}  classes {r.num_classes}")
+    print(f"  {r.elf}  (+ .bin .hex build.json)")
+    return 0

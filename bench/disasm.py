@@ -1,0 +1,152 @@
+"""Find multiply and divide instructions (and calls to the libgcc helpers that emulate them) in
+the code that runs an inference.
+
+Why: the CH32V003 (RV32EC) has no multiplier; potnn's contract is that the exported model
+runs with shifts and adds only.  A ``mul`` would not even execute there, and a call to
+``__mulsi3`` would silently cost hundreds of cycles per use.  The check disassembles the linked
+ELF (what actually runs), follows direct calls from ``potnn_predict``, and reports offenders per
+function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import capstone
+from elftools.elf.elffile import ELFFile
+
+RISCV_MULDIV = frozenset({"mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu",
+                          "c.mul"})
+ARM_MULDIV = frozenset({"sdiv", "udiv"})      # ARMv6-M has muls; division never exists
+HELPERS = frozenset({"__mulsi3", "__muldi3", "__divsi3", "__udivsi3", "__modsi3", "__umodsi3",
+                     "__divdi3", "__udivdi3", "__moddi3", "__umoddi3",
+                     "__aeabi_idiv", "__aeabi_uidiv", "__aeabi_idivmod", "__aeabi_uidivmod",
+                     "__aeabi_ldivmod", "__aeabi_uldivmod", "__aeabi_lmul"})
+
+
+@dataclass(frozen=True)
+class Offense:
+    function: str
+    address: int
+    text: str                 # e.g. "mul a0, a0, a1" or "call __mulsi3"
+
+
+@dataclass(frozen=True)
+class _Function:
+    name: str
+    address: int
+    code: bytes
+
+
+def _functions(elf: Path) -> tuple[str, dict[int, _Function]]:
+    with open(elf, "rb") as f:
+        ef = ELFFile(f)
+        machine = ef["e_machine"]
+        symtab = ef.get_section_by_name(".symtab")
+        if symtab is None:
+            raise ValueError(f"{elf}: no symbol table (build with symbols, e.g. -g)")
+        sections = [s for s in ef.iter_sections() if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & 0x4]
+        funcs: dict[int, _Function] = {}
+        for sym in symtab.iter_symbols():
+            if sym["st_info"]["type"] != "STT_FUNC" or sym["st_size"] == 0:
+                continue
+            addr = int(sym["st_value"]) & ~1
+            for sec in sections:
+                start = int(sec["sh_addr"])
+                if start <= addr < start + int(sec["sh_size"]):
+                    off = addr - start
+                    funcs[addr] = _Function(sym.name, addr, sec.data()[off: off + int(sym["st_size"])])
+                    break
+    return machine, funcs
+
+
+def _disassembler(machine: str) -> capstone.Cs:
+    if machine == "EM_RISCV":
+        md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+    elif machine == "EM_ARM":
+        md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    else:
+        raise ValueError(f"unsupported ELF machine {machine}")
+    md.detail = True
+    md.skipdata = True
+    return md
+
+
+def _call_targets(machine: str, insn: capstone.CsInsn, auipc: dict[int, int]) -> list[int]:
+    """Direct call/jump targets of one instruction (absolute addresses)."""
+    m = insn.mnemonic
+    if machine == "EM_RISCV":
+        ops = insn.operands
+        if m in ("jal", "c.jal", "c.j", "j") and ops and ops[-1].type == capstone.CS_OP_IMM:
+            return [insn.address + ops[-1].imm]
+        if m == "auipc" and len(ops) == 2:
+            auipc[ops[0].reg] = insn.address + (ops[1].imm << 12)
+        elif m == "jalr" and ops:
+            for op in ops:
+                if op.type == capstone.CS_OP_MEM and op.mem.base in auipc:
+                    return [auipc[op.mem.base] + op.mem.disp]
+            if len(ops) >= 2 and ops[1].type == capstone.CS_OP_REG and ops[1].reg in auipc:
+                imm = ops[2].imm if len(ops) > 2 and ops[2].type == capstone.CS_OP_IMM else 0
+                return [auipc[ops[1].reg] + imm]
+        return []
+    if m in ("bl", "b", "b.w") and insn.operands and insn.operands[0].type == capstone.CS_OP_IMM:
+        return [insn.operands[0].imm]
+    return []
+
+
+def _walk(machine: str, funcs: dict[int, _Function], roots: list[int]) -> Iterator[tuple[_Function, capstone.CsInsn, list[int]]]:
+    """Yield (function, instruction, direct call/jump targets) for every function reachable from roots."""
+    md = _disassembler(machine)
+    todo, seen = list(roots), set()
+    while todo:
+        addr = todo.pop()
+        if addr in seen or addr not in funcs:
+            continue
+        seen.add(addr)
+        fn = funcs[addr]
+        auipc: dict[int, int] = {}
+        for insn in md.disasm(fn.code, fn.address):
+            targets = [t & ~1 for t in _call_targets(machine, insn, auipc)]
+            todo.extend(t for t in targets if not fn.address <= t < fn.address + len(fn.code))
+            yield fn, insn, targets
+
+
+def _roots(elf: Path, funcs: dict[int, _Function], names: tuple[str, ...] | None) -> list[int]:
+    if names is None:
+        return list(funcs)
+    by_name = {f.name: f.address for f in funcs.values()}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"{elf.name}: no function {', '.join(missing)}")
+    return [by_name[n] for n in names]
+
+
+def muldiv_report(elf: str | Path, roots: tuple[str, ...] | None = ("potnn_predict",)) -> dict[str, list[Offense]]:
+    """Offending instructions per function, for the functions reachable from ``roots``.
+
+    ``roots=None`` checks every function in the image.  Functions reached by a direct call or
+    tail call are followed; an empty dict means clean.
+    """
+    elf = Path(elf)
+    machine, funcs = _functions(elf)
+    forbidden = RISCV_MULDIV if machine == "EM_RISCV" else ARM_MULDIV
+    report: dict[str, list[Offense]] = {}
+    for fn, insn, targets in _walk(machine, funcs, _roots(elf, funcs, roots)):
+        if insn.mnemonic in forbidden:
+            report.setdefault(fn.name, []).append(Offense(fn.name, insn.address, f"{insn.mnemonic} {insn.op_str}"))
+        for target in targets:
+            callee = funcs.get(target)
+            # zig's compiler_rt names them e.g. "compiler_rt.mulXi3.__mulsi3"
+            if callee is not None and callee.name.rsplit(".", 1)[-1] in HELPERS:
+                report.setdefault(fn.name, []).append(Offense(fn.name, insn.address, f"call {callee.name}"))
+    return report
+
+
+def reachable_functions(elf: str | Path, root: str = "potnn_predict") -> list[str]:
+    """Names of the functions reachable from ``root`` by direct calls (root included)."""
+    elf = Path(elf)
+    machine, funcs = _functions(elf)
+    names = {fn.name for fn, _, _ in _walk(machine, funcs, _roots(elf, funcs, (root,)))}
+    return sorted(names)

@@ -1,0 +1,440 @@
+"""The results store: one directory per run, written so that a crash never loses a logged row.
+
+Why a plain directory of CSV and JSON: every tool (pandas, a spreadsheet, ``grep``) can read it,
+a partial run is still readable, and two runs never share a file, so nightly jobs and people
+can run side by side without locking.
+
+Layout of ``results/<run-id>/`` (run-id = ``YYYYMMDDTHHMMSSZ-<board>-<model>-<6 hex>``, UTC)::
+
+    run.json      what was run, written (atomically) before the first image: board, model,
+                  model_hash, header, backend, n (planned), dataset, build figures (flash_bytes,
+                  ram_bytes, stack_bytes, toolchain), board budgets (flash_budget, ram_budget,
+                  clock_hz), git_commit, started. ``--resume`` reads it back.
+    rows.csv      one row per image, appended, flushed and fsynced as each result arrives.
+    failures.npz  pixels of the images the board got wrong or that mismatched the reference
+                  (``index`` int64 [M], ``images`` uint8 [M,1,16,16]) so the report is
+                  self-contained; written at the end of the run.
+    summary.json  written (atomically) only when the run completed: its presence is what marks
+                  a run as complete. Keys: see ``SUMMARY_KEYS`` (design.md 4.4) plus the extra
+                  keys of run.json.
+
+``rows.csv`` columns (header line first, comma separated, ``\\n`` line ends)::
+
+    index         int    position of the image in the test set (0-based)
+    label         int    true class
+    pred          int    class returned by the board
+    ref_pred      int    argmax of the reference logits (``potnn.simulate``); -1 without reference
+    match         int    1 when every logit equals the reference, 0 otherwise; empty without reference
+    cycles        int    cycles the board measured for one inference (SysTick, core clock)
+    instructions  int    instructions retired (emulators only); empty on hardware
+    logit0..logitK-1 int the integer logits returned by the board
+
+Read it with ``pandas.read_csv(path)``; empty cells read as NaN. Rows are in the order they
+arrived; after a resume they are still unique per ``index``. A run killed in the middle of a
+write can leave a last line without its newline: readers drop it for an incomplete run (and
+``--resume`` truncates it), and treat it as corruption in a completed one.
+
+Accuracy figures are fractions in [0, 1]; times are ISO 8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+RUN_JSON = "run.json"
+ROWS_CSV = "rows.csv"
+SUMMARY_JSON = "summary.json"
+FAILURES_NPZ = "failures.npz"
+
+#: Keys every summary.json carries (design.md 4.4).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "board", "backend", "model", "n", "accuracy", "ref_accuracy", "mismatches",
+    "instructions_mean", "cycles_mean", "cycles_max", "flash_bytes", "ram_bytes",
+    "stack_bytes", "toolchain", "git_commit", "started", "finished",
+)
+
+#: The fixed leading columns of rows.csv; logit columns follow.
+BASE_COLUMNS: tuple[str, ...] = (
+    "index", "label", "pred", "ref_pred", "match", "cycles", "instructions",
+)
+
+#: Columns that must hold an integer in every row (the others may be empty).
+_REQUIRED_INT = ("index", "label", "pred", "ref_pred", "cycles")
+
+BACKENDS = ("hardware", "unicorn", "renode")
+
+
+class ResultsError(Exception):
+    """A results file is missing, unreadable or malformed; ``str()`` is one line naming it."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with seconds, the one time format of the store."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _slug(text: str) -> str:
+    """Make a name safe for a directory component (model names may come from file names)."""
+    s = re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("._")
+    return s[:40] or "model"
+
+
+def make_run_id(board: str, model: str, when: datetime | None = None) -> str:
+    """Run ids sort by time, say what ran, and cannot collide (random suffix)."""
+    when = when or datetime.now(timezone.utc)
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{_slug(board)}-{_slug(model)}-{secrets.token_hex(3)}"
+
+
+def logit_columns(num_classes: int) -> list[str]:
+    return [f"logit{k}" for k in range(num_classes)]
+
+
+def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
+    """Write JSON so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename; harmless where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object, turning every failure into a one-line ResultsError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(path, "missing") from None
+    except OSError as e:
+        raise ResultsError(path, f"unreadable ({e.strerror})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsError(path, f"not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(obj, dict):
+        raise ResultsError(path, "expected a JSON object")
+    return obj
+
+
+@dataclass
+class Row:
+    """One image's result as the run loop produces it."""
+
+    index: int
+    label: int
+    pred: int
+    ref_pred: int
+    match: bool | None
+    cycles: int
+    instructions: int | None
+    logits: Sequence[int]
+
+    def cells(self) -> list[str]:
+        match = "" if self.match is None else str(int(self.match))
+        instr = "" if self.instructions is None else str(int(self.instructions))
+        return [str(int(self.index)), str(int(self.label)), str(int(self.pred)),
+                str(int(self.ref_pred)), match, str(int(self.cycles)), instr,
+                *(str(int(v)) for v in self.logits)]
+
+
+class RowWriter:
+    """Appends rows to rows.csv, each one flushed and fsynced before the next image is sent.
+
+    Why per row: a run on hardware can take an hour; a pulled cable or Ctrl-C must cost at most
+    the image in flight. 10 000 fsyncs cost well under the UART time of the images themselves.
+    Opening an existing file (resume) first cuts a torn last line so every line stays whole.
+    """
+
+    def __init__(self, path: Path, num_classes: int, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.columns = [*BASE_COLUMNS, *logit_columns(num_classes)]
+        self._fsync = fsync
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if existed:
+            truncate_torn_tail(self.path)
+            with open(self.path, "r", encoding="utf-8", newline="") as f:
+                header = f.readline().rstrip("\n").split(",")
+            if header != self.columns:
+                raise ResultsError(self.path, f"columns {header} differ from {self.columns}")
+        self._f = open(self.path, "a", encoding="utf-8", newline="")
+        if not existed or self._f.tell() == 0:
+            self._write_line(self.columns)
+
+    def _write_line(self, cells: Iterable[str]) -> None:
+        self._f.write(",".join(cells) + "\n")
+        self._f.flush()
+        if self._fsync:
+            os.fsync(self._f.fileno())
+
+    def append(self, row: Row) -> None:
+        cells = row.cells()
+        if len(cells) != len(self.columns):
+            raise ValueError(f"row has {len(cells)} cells, rows.csv has {len(self.columns)} columns")
+        self._write_line(cells)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def truncate_torn_tail(path: Path) -> int:
+    """Cut the bytes after the last newline (a write interrupted mid-line); return bytes cut."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        # Read backwards in blocks until a newline is found.
+        pos, block = size, 4096
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                if keep < size:
+                    f.truncate(keep)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return size - keep
+            pos = start
+        f.truncate(0)
+        return size
+
+
+def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
+    """Read and validate rows.csv; every problem becomes a ResultsError naming the file and line.
+
+    Validation is done here rather than trusting pandas because a silently mis-parsed file
+    would turn into wrong accuracy figures in a report, which is worse than no report.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ResultsError(path, "missing") from None
+    except OSError as e:
+        raise ResultsError(path, f"unreadable ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsError(path, f"not UTF-8 text (byte {e.start})") from None
+    if text and not text.endswith("\n"):
+        if not allow_torn_tail:
+            raise ResultsError(path, "last line is incomplete (file truncated?)")
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ResultsError(path, "empty file (no header line)") from None
+    if tuple(header[: len(BASE_COLUMNS)]) != BASE_COLUMNS:
+        raise ResultsError(path, f"header must start with {','.join(BASE_COLUMNS)}")
+    extra = header[len(BASE_COLUMNS):]
+    if not extra or any(c != f"logit{k}" for k, c in enumerate(extra)):
+        raise ResultsError(path, "header must end with logit0..logitK-1")
+    width = len(header)
+    data: list[list[float]] = []
+    seen: set[int] = set()
+    for lineno, cells in enumerate(reader, start=2):
+        if len(cells) != width:
+            raise ResultsError(path, f"line {lineno}: {len(cells)} fields, expected {width}")
+        values: list[float] = []
+        for name, cell in zip(header, cells):
+            if cell == "":
+                if name in _REQUIRED_INT or name.startswith("logit"):
+                    raise ResultsError(path, f"line {lineno}: empty {name}")
+                values.append(np.nan)
+                continue
+            try:
+                values.append(int(cell))
+            except ValueError:
+                raise ResultsError(path, f"line {lineno}: {name}={cell!r} is not an integer") from None
+        idx = int(values[0])
+        if idx in seen:
+            raise ResultsError(path, f"line {lineno}: index {idx} appears twice")
+        seen.add(idx)
+        data.append(values)
+    df = pd.DataFrame(data, columns=header)
+    for name in header:
+        if name in _REQUIRED_INT or name.startswith("logit"):
+            df[name] = df[name].astype(np.int64)
+    return df
+
+
+def logits_of(rows: pd.DataFrame) -> np.ndarray:
+    """The [N, K] int logits of a rows table."""
+    cols = [c for c in rows.columns if c.startswith("logit")]
+    return rows[cols].to_numpy(dtype=np.int64)
+
+
+def summarize(rows: pd.DataFrame, meta: Mapping[str, Any], finished: str | None = None) -> dict[str, Any]:
+    """Build summary.json from the rows and the run's metadata (design.md 4.4 keys first)."""
+    n = int(len(rows))
+    has_ref = n > 0 and bool((rows["ref_pred"] >= 0).all()) and rows["match"].notna().all()
+    instr = rows["instructions"].dropna() if n else rows["instructions"]
+    summary: dict[str, Any] = dict(meta)
+    summary.update(
+        n=n,
+        accuracy=float((rows["pred"] == rows["label"]).mean()) if n else None,
+        ref_accuracy=float((rows["ref_pred"] == rows["label"]).mean()) if has_ref else None,
+        mismatches=int((rows["match"] == 0).sum()) if has_ref else None,
+        instructions_mean=float(instr.mean()) if len(instr) else None,
+        cycles_mean=float(rows["cycles"].mean()) if n else None,
+        cycles_max=int(rows["cycles"].max()) if n else None,
+        finished=finished or utc_now(),
+    )
+    for key in SUMMARY_KEYS:
+        summary.setdefault(key, None)
+    return summary
+
+
+@dataclass
+class RunRecord:
+    """A run directory as read back: metadata, summary (None while incomplete) and rows."""
+
+    path: Path
+    meta: dict[str, Any]
+    summary: dict[str, Any] | None
+    rows: pd.DataFrame
+    failures: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Summary when complete, else metadata: the one mapping a report reads keys from."""
+        return self.summary if self.summary is not None else self.meta
+
+    def key(self) -> tuple[str, str, str]:
+        i = self.info
+        return (str(i.get("board")), str(i.get("model")), str(i.get("backend")))
+
+
+def load_run(run_dir: Path, with_failures: bool = True) -> RunRecord:
+    """Read one run directory, validating everything a report will rely on."""
+    run_dir = Path(run_dir)
+    meta = read_json(run_dir / RUN_JSON)
+    summary_path = run_dir / SUMMARY_JSON
+    summary = read_json(summary_path) if summary_path.exists() else None
+    if summary is not None:
+        missing = [k for k in SUMMARY_KEYS if k not in summary]
+        if missing:
+            raise ResultsError(summary_path, f"missing keys: {', '.join(missing)}")
+    rows = read_rows(run_dir / ROWS_CSV, allow_torn_tail=summary is None)
+    if summary is not None and int(summary["n"]) != len(rows):
+        raise ResultsError(summary_path, f"n={summary['n']} but rows.csv has {len(rows)} rows")
+    failures: dict[int, np.ndarray] = {}
+    fpath = run_dir / FAILURES_NPZ
+    if with_failures and fpath.exists():
+        try:
+            with np.load(fpath) as z:
+                for i, img in zip(z["index"], z["images"]):
+                    failures[int(i)] = np.asarray(img, dtype=np.uint8)
+        except Exception as e:  # np.load raises many types on a damaged archive
+            raise ResultsError(fpath, f"unreadable archive ({type(e).__name__}: {e})") from None
+    return RunRecord(run_dir, meta, summary, rows, failures)
+
+
+def run_dirs(results_dir: Path) -> Iterator[Path]:
+    """Run directories under a results directory, sorted by run id (= start time).
+
+    A directory counts as a run when it holds any of the run files, so a run whose run.json
+    was lost is reported as corrupt instead of silently skipped.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return iter(())
+    found = {p.parent for name in (RUN_JSON, ROWS_CSV, SUMMARY_JSON) for p in results_dir.glob(f"*/{name}")}
+    return iter(sorted(found))
+
+
+def create_run(results_dir: Path, meta: Mapping[str, Any]) -> Path:
+    """Make ``results/<run-id>/`` and write run.json before the first image is sent."""
+    run_dir = Path(results_dir) / str(meta["run_id"])
+    run_dir.mkdir(parents=True, exist_ok=False)
+    write_json_atomic(run_dir / RUN_JSON, meta)
+    return run_dir
+
+
+def write_failures(run_dir: Path, indices: Sequence[int], images: np.ndarray) -> None:
+    """Store the pixels of failed images next to the rows (atomically, like the JSON files)."""
+    path = Path(run_dir) / FAILURES_NPZ
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, index=np.asarray(indices, dtype=np.int64),
+                            images=np.asarray(images, dtype=np.uint8))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def find_resumable(results_dir: Path, board: str, model_hash: str) -> Path | None:
+    """Newest incomplete run of this board and model (what a bare ``--resume`` continues)."""
+    for d in sorted(run_dirs(results_dir), reverse=True):
+        if (d / SUMMARY_JSON).exists():
+            continue
+        try:
+            meta = read_json(d / RUN_JSON)
+        except ResultsError:
+            continue
+        if meta.get("board") == board and meta.get("model_hash") == model_hash:
+            return d
+    return None

@@ -1,0 +1,216 @@
+"""potnn's library behaviour: graph capture errors, budgets, non-mutation, state_dict, folding."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import potnn
+from potnn import PoTConv2d, PoTLinear
+from potnn.hostrun import run_header
+
+
+class TinyNet(nn.Module):
+    """The README's model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = PoTConv2d(1, 8, kernel_size=3, padding=1)
+        self.conv2 = PoTConv2d(8, 16, kernel_size=3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = PoTLinear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = nn.functional.max_pool2d(x, 2)
+        x = torch.relu(self.conv2(x))
+        x = self.pool(x).view(x.size(0), -1)
+        return self.fc(x)
+
+
+CONFIG = potnn.Config(flash=16384, ram=2048, mean=0.1307, std=0.3081, input_h=16, input_w=16, input_channels=1)
+
+
+def _images(n: int = 32, shape: tuple[int, ...] = (1, 16, 16), seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def _prepared(model: nn.Module, config: potnn.Config = CONFIG) -> nn.Module:
+    u8 = _images(64, config.input_shape)
+    x = (torch.from_numpy(u8).float() / 255 - 0.1307) / 0.3081
+    potnn.calibrate(model, [(x,)], config)
+    return potnn.prepare_qat(model, config)
+
+
+def test_tinynet_fits_2k_ram_and_is_exact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _prepared(TinyNet())
+    report = potnn.export(model, tmp_path / "model.h", CONFIG)
+    assert report.ram_bytes <= 2048  # conv1's 8x16x16 output is never stored: it is pooled on the fly
+    images = _images()
+    ref = potnn.simulate(model, images)
+    _, logits = run_header(tmp_path / "model.h", images, 10)
+    assert np.array_equal(logits, ref)
+    text = (tmp_path / "model.h").read_text()
+    for macro in ("POTNN_INPUT_SIZE 256", "POTNN_NUM_CLASSES 10", f"POTNN_RAM_BYTES {report.ram_bytes}",
+                  "POTNN_WEIGHT_BYTES", "int potnn_predict(const uint8_t *input, int32_t *logits);"):
+        assert macro in text
+    assert "#include" in text and text.count("#include") == 1 and "<stdint.h>" in text
+    assert "malloc" not in text and "float" not in text and "double" not in text
+
+
+def test_export_refuses_ram_over_budget_with_numbers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = potnn.Config(flash=16384, ram=1024, mean=0.1307, std=0.3081)
+    model = _prepared(TinyNet(), config)
+    with pytest.raises(potnn.ExportError, match=r"needs 1576 bytes of RAM .* Config.ram is 1024"):
+        potnn.export(model, tmp_path / "model.h", config)
+    assert not (tmp_path / "model.h").exists()
+
+
+def test_export_refuses_flash_over_budget(tmp_path: Path) -> None:
+    class Wide(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = PoTLinear(256, 64)
+            self.fc2 = PoTLinear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+    config = potnn.Config(flash=16384, ram=2048, mean=0.1307, std=0.3081)  # unrolled 16k weights: far over 16 KB
+    model = _prepared(Wide(), config)
+    with pytest.raises(potnn.ExportError, match=r"about \d+ bytes of flash .* Config.flash is 16384"):
+        potnn.export(model, tmp_path / "model.h", config)
+
+
+def test_export_mutates_neither_model_nor_config(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _prepared(TinyNet())
+    before = copy.deepcopy(model.state_dict())
+    modes = [m.potnn_mode for m in model.modules() if hasattr(m, "potnn_mode")]
+    encodings = dict(CONFIG.layer_encodings)
+    potnn.export(model, tmp_path / "a.h", CONFIG)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert modes == [m.potnn_mode for m in model.modules() if hasattr(m, "potnn_mode")]
+    assert CONFIG.layer_encodings == encodings
+    potnn.export(model, tmp_path / "b.h", CONFIG)
+    assert (tmp_path / "a.h").read_text() == (tmp_path / "b.h").read_text()
+
+
+def test_unsupported_module_is_named() -> None:
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3))
+            self.fc = PoTLinear(4 * 14 * 14, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.features(x).flatten(1))
+
+    with pytest.raises(potnn.GraphError, match=r"features\.0 \(Conv2d\): unsupported module"):
+        potnn.prepare_qat(Plain(), CONFIG)
+
+
+def test_tensor_addition_needs_potadd() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = PoTConv2d(1, 4, 3, padding=1)
+            self.b = PoTConv2d(4, 4, 3, padding=1)
+            self.fc = PoTLinear(4 * 256, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.a(x))
+            return self.fc((y + self.b(y)).flatten(1))
+
+    with pytest.raises(potnn.GraphError, match="PoTAdd"):
+        potnn.prepare_qat(Residual(), CONFIG)
+
+
+def test_unknown_encoding_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unroll, fp130, 5level, 2bit, ternary|'unroll'"):
+        potnn.Config(default_encoding="4bit")
+    with pytest.raises(potnn.GraphError, match="conv3"):
+        potnn.prepare_qat(TinyNet(), potnn.Config(layer_encodings={"conv3": "fp130"}))
+
+
+def test_state_dict_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _prepared(TinyNet())
+    state = model.state_dict()
+    fresh = TinyNet()
+    with pytest.warns(UserWarning, match="uncalibrated"):
+        potnn.prepare_qat(fresh, CONFIG)
+    fresh.load_state_dict(state)
+    images = _images()
+    assert np.array_equal(potnn.simulate(fresh, images), potnn.simulate(model, images))
+
+
+def test_fuse_batchnorm_keeps_float_outputs() -> None:
+    torch.manual_seed(0)
+
+    class WithBN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = PoTConv2d(1, 6, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(6)
+            self.fc = PoTLinear(6 * 256, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+    model = WithBN().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(4, 1, 16, 16)
+    expected = model(x)
+    potnn.fuse_batchnorm(model)
+    assert isinstance(model.bn, nn.Identity)
+    assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_global_average_pool_of_odd_size_is_replaced_and_exact(tmp_path: Path) -> None:
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = PoTConv2d(1, 5, 3)  # 9x9 -> 7x7: 49 is not a power of two
+            self.gap = nn.AdaptiveAvgPool2d(1)
+            self.fc = PoTLinear(5, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.gap(torch.relu(self.conv(x))).flatten(1))
+
+    config = potnn.Config(mean=0.5, std=0.25, input_h=9, input_w=9)
+    model = _prepared(Odd(), config)
+    assert isinstance(model.gap, potnn.PoTGlobalAvgPool)
+    images = _images(16, (1, 9, 9))
+    potnn.export(model, tmp_path / "m.h", config)
+    assert np.array_equal(run_header(tmp_path / "m.h", images, 3)[1], potnn.simulate(model, images))
+
+
+def test_accumulator_overflow_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _prepared(TinyNet())
+    with torch.no_grad():
+        model.conv2.act_shift.fill_(-30)  # a left shift by ~30 cannot stay inside int32
+    with pytest.raises(potnn.ExportError, match="does not fit int32"):
+        potnn.export(model, tmp_path / "m.h", CONFIG)
+
+
+def test_simulate_takes_uint8_only() -> None:
+    model = _prepared(TinyNet())
+    with pytest.raises(TypeError, match="uint8"):
+        potnn.simulate(model, _images().astype(np.float32))
+
+
+def test_export_needs_the_training_config(tmp_path: Path) -> None:
+    model = _prepared(TinyNet())
+    with pytest.raises(potnn.ExportError, match="Config.mean"):
+        potnn.export(model, tmp_path / "m.h", potnn.Config(mean=0.5, std=0.3081))

@@ -1,0 +1,161 @@
+"""The report: plots embedded and decodable, regression gate, corrupt input as one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import report as rep
+from bench import results as R
+
+K = 10
+PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(base: Path, *, n: int = 40, wrong: int = 2, mismatch: int = 0, cycles: int = 480_000,
+             flash: int = 12_000, finished: str = "2024-01-01T00:00:00Z", board: str = "ch32v003",
+             model: str = "fc", backend: str = "unicorn", commit: str = "c0", complete: bool = True,
+             layer_cycles: dict | None = None, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    meta = dict(run_id=f"{finished.replace('-', '').replace(':', '')[:15]}Z-{board}-{model}-{rng.integers(1 << 24):06x}",
+                board=board, model=model, model_hash="h", backend=backend, n=n, flash_bytes=flash,
+                ram_bytes=900, stack_bytes=300, toolchain="zig cc", git_commit=commit,
+                started=finished, flash_budget=16384, ram_budget=2048, clock_hz=48_000_000)
+    if layer_cycles:
+        meta["layer_cycles"] = layer_cycles
+    d = R.create_run(base, meta)
+    with R.RowWriter(d / R.ROWS_CSV, K) as w:
+        for i in range(n):
+            label = i % K
+            pred = (label + 1) % K if i < wrong else label
+            is_mism = wrong <= i < wrong + mismatch
+            w.append(R.Row(i, label, pred, label if i >= wrong else pred, not is_mism,
+                           cycles + int(rng.integers(0, 500)), cycles // 2, rng.integers(-50, 50, K)))
+    if not complete:
+        return d
+    rows = R.read_rows(d / R.ROWS_CSV)
+    bad = [int(i) for i in rows[(rows["pred"] != rows["label"]) | (rows["match"] == 0)]["index"]]
+    R.write_failures(d, bad, rng.integers(0, 256, (len(bad), 1, 16, 16)).astype(np.uint8))
+    R.write_json_atomic(d / R.SUMMARY_JSON, R.summarize(rows, meta, finished=finished))
+    return d
+
+
+def _args(results: Path, out: Path | None = None, **kw) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    rep.add_parser(sub)
+    argv = ["report", "--results", str(results)] + (["--out", str(out)] if out else [])
+    for k, v in kw.items():
+        flag = "--" + k.replace("_", "-")
+        argv += [flag] if v is True else [flag, str(v)]
+    return p.parse_args(argv)
+
+
+def _pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_report_embeds_all_plots_as_decodable_pngs(tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    make_run(tmp_path, finished="2024-01-01T00:00:00Z", commit="aaa")
+    make_run(tmp_path, finished="2024-01-02T00:00:00Z", commit="bbb", layer_cycles={"fc1": 400_000, "fc2": 80_000})
+    make_run(tmp_path, board="py32f003", backend="unicorn", finished="2024-01-02T00:00:00Z")
+    make_run(tmp_path, complete=False, finished="2024-01-03T00:00:00Z")
+    res = rep.make_report(tmp_path, tmp_path / "out" / "r.html")
+    html = res.html.read_text()
+    pngs = _pngs(html)
+    # accuracy, trend, cycles, 1 layer plot, sizes, 2 confusion matrices, 2 failure grids
+    assert len(pngs) == 9
+    for png in pngs:
+        assert png.startswith(PNG_SIG)
+        img = mpimg.imread(io.BytesIO(png), format="png")
+        assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+    assert html.count("<img") == len(pngs)
+    for needle in ("Accuracy", "Trend", "Per-layer", "budget", "Confusion", "wrong", "Incomplete runs",
+                   "aaa", "bbb"):
+        assert needle.lower() in html.lower(), needle
+    md = res.markdown.read_text()
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
+    assert len(refs) == 9
+    for ref in refs:
+        assert (res.markdown.parent / ref).read_bytes().startswith(PNG_SIG)
+    assert res.regressions == []
+
+
+def test_regression_gate_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_run(tmp_path, wrong=2, finished="2024-01-01T00:00:00Z")
+    make_run(tmp_path, wrong=3, finished="2024-01-02T00:00:00Z")  # accuracy 95 % -> 92.5 %
+    assert rep.main(_args(tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "accuracy 95.00% -> 92.50%" in out
+    assert rep.main(_args(tmp_path, max_accuracy_drop=3)) == 0
+
+
+def test_cycles_size_and_mismatch_regressions(tmp_path: Path) -> None:
+    make_run(tmp_path, finished="2024-01-01T00:00:00Z", cycles=100_000, flash=10_000)
+    make_run(tmp_path, finished="2024-01-02T00:00:00Z", cycles=103_000, flash=10_000)
+    r = rep.make_report(tmp_path)
+    assert [f.metric for f in r.regressions] == ["cycles_mean"]
+    assert rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5)).regressions == []
+
+    make_run(tmp_path, finished="2024-01-03T00:00:00Z", cycles=103_000, flash=10_040)
+    r = rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5))
+    assert [f.metric for f in r.regressions] == ["flash_bytes"]
+    assert rep.make_report(tmp_path, th=rep.Thresholds(5, 5, 64)).regressions == []
+
+    make_run(tmp_path, finished="2024-01-04T00:00:00Z", cycles=103_000, flash=10_040, mismatch=1)
+    r = rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5, size_increase_bytes=64))
+    assert [f.metric for f in r.regressions] == ["mismatches"]
+    th = rep.Thresholds(cycles_increase_pct=5, size_increase_bytes=64, allow_mismatches=True)
+    assert rep.make_report(tmp_path, th=th).regressions == []
+
+
+def test_only_comparable_runs_are_compared_and_improvements_pass(tmp_path: Path) -> None:
+    make_run(tmp_path, n=40, wrong=0, finished="2024-01-01T00:00:00Z")
+    make_run(tmp_path, n=20, wrong=5, finished="2024-01-02T00:00:00Z")          # other n
+    make_run(tmp_path, n=40, wrong=5, backend="renode", finished="2024-01-03T00:00:00Z")  # other backend
+    make_run(tmp_path, n=40, wrong=0, cycles=400_000, finished="2024-01-04T00:00:00Z")  # faster: fine
+    r = rep.make_report(tmp_path)
+    assert r.regressions == []
+    assert "cycles/inference" in r.html.read_text()
+
+
+def test_old_regression_fixed_later_does_not_fail(tmp_path: Path) -> None:
+    make_run(tmp_path, wrong=0, finished="2024-01-01T00:00:00Z")
+    make_run(tmp_path, wrong=4, finished="2024-01-02T00:00:00Z")
+    make_run(tmp_path, wrong=4, finished="2024-01-03T00:00:00Z")
+    r = rep.make_report(tmp_path)
+    assert r.regressions == []
+    assert "Older changes" in r.html.read_text()
+
+
+@pytest.mark.parametrize("damage", ["summary", "rows", "run", "failures", "missing_run"])
+def test_corrupt_results_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    damage: str) -> None:
+    d = make_run(tmp_path, wrong=3)
+    target = {"summary": d / R.SUMMARY_JSON, "rows": d / R.ROWS_CSV, "run": d / R.RUN_JSON,
+              "failures": d / R.FAILURES_NPZ, "missing_run": d / R.RUN_JSON}[damage]
+    if damage == "missing_run":
+        target.unlink()
+    elif damage == "rows":
+        with open(target, "a") as f:
+            f.write("1,2,three\n")
+    else:
+        target.write_bytes(b"\x00garbage{")
+    assert rep.main(_args(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(target) in err
+
+
+def test_empty_results_directory_gives_a_report(tmp_path: Path) -> None:
+    r = rep.make_report(tmp_path / "nothing-here", tmp_path / "r.html")
+    assert "No run found" in r.html.read_text()
+    assert r.regressions == []
