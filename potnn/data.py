@@ -13,6 +13,8 @@ than a silently different accuracy.
 
 from __future__ import annotations
 
+import math
+
 import functools
 import gzip
 import hashlib
@@ -267,6 +269,7 @@ class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         labels: int64 ``[N]``.
         mean, std: the normalisation used (fold these into the exported model).
         max_shift: augmentation translation range in pixels (0 = no augmentation).
+        originals_u8: the 28×28 originals when the augmentation is "affine" (else None).
     """
 
     def __init__(
@@ -277,6 +280,7 @@ class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         std: float,
         max_shift: int,
         generator: torch.Generator,
+        originals_u8: np.ndarray | None = None,
     ) -> None:
         self.images_u8 = images_u8
         self.labels = labels
@@ -286,13 +290,20 @@ class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self._images = torch.from_numpy(images_u8)
         self._labels = torch.from_numpy(labels)
         self._generator = generator
+        self.originals_u8 = originals_u8
+        self._originals = None if originals_u8 is None else torch.from_numpy(originals_u8)
+        size = images_u8.shape[-1]
+        self._area = torch.from_numpy(_area_counts(_MNIST_SIDE, size) / _MNIST_SIDE).float()
 
     def __len__(self) -> int:
         return self.images_u8.shape[0]
 
     def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         images = self._images[index]
-        if self.max_shift:
+        if self._originals is not None:
+            originals = self._originals[index]
+            images = self._affine(originals.reshape(-1, *originals.shape[-3:])).reshape(images.shape)
+        elif self.max_shift:
             images = self._shift(images.reshape(-1, *images.shape[-3:])).reshape(images.shape)
         return normalize(images, self.mean, self.std), self._labels[index]
 
@@ -311,10 +322,31 @@ class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return padded[torch.arange(batch).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
 
 
+    def _affine(self, originals: torch.Tensor) -> torch.Tensor:
+        """Random rotation (±12°), scale (±10 %) and translation (±2 px) of each 28×28 original,
+        then the same area downsampling as `downsample` (in float32, rounded half up) to uint8.
+
+        Augmenting before the downsampling keeps the training images what the bench streams: uint8
+        pixels made by the one documented transform, only from moved digits.
+        """
+        batch = originals.shape[0]
+        g = self._generator
+        angle = (torch.rand(batch, generator=g) * 2 - 1) * (12 * math.pi / 180)
+        scale = 1 + (torch.rand(batch, generator=g) * 2 - 1) * 0.10
+        shift = (torch.rand(2, batch, generator=g) * 2 - 1) * (2 * 2 / _MNIST_SIDE)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
+        grid = torch.nn.functional.affine_grid(theta, [batch, 1, _MNIST_SIDE, _MNIST_SIDE], align_corners=False)
+        warped = torch.nn.functional.grid_sample(originals.float(), grid, mode="bilinear", padding_mode="zeros",
+                                                 align_corners=False)
+        small = self._area @ warped @ self._area.T
+        return torch.floor(small + 0.5).clamp(0, 255).to(torch.uint8)
+
+
 def mnist_loaders(
     batch_size: int = 128,
     size: int = 16,
-    augment: bool = False,
+    augment: bool | Literal["shift", "affine"] = False,
     root: str | Path | None = None,
     seed: int = 0,
 ) -> tuple[DataLoader, DataLoader]:
@@ -322,7 +354,8 @@ def mnist_loaders(
 
     ``x = (u8/255 - mean)/std`` with ``MNIST16_MEAN``/``MNIST16_STD`` at size 16 (the exported
     constants) and the training split's own statistics at other sizes. The train loader is
-    shuffled; ``augment`` adds random ±1 px shifts at 16x16 (scaled with ``size``). Shuffling and
+    shuffled; ``augment`` (True or "shift") adds random ±1 px shifts at 16x16 (scaled with ``size``);
+    "affine" moves each 28×28 original (see `MNISTDataset._affine`) before downsampling. Shuffling and
     augmentation draw from one generator seeded with ``seed``, so runs are reproducible.
     The datasets (``loader.dataset``) expose ``images_u8``, ``labels``, ``mean`` and ``std``.
     """
@@ -330,8 +363,11 @@ def mnist_loaders(
     test_images, test_labels = load_mnist("test", size, root)
     mean, std = (MNIST16_MEAN, MNIST16_STD) if size == 16 else pixel_stats(train_images)
     generator = torch.Generator().manual_seed(seed)
-    max_shift = max(1, round(size / 16)) if augment else 0
-    train = MNISTDataset(train_images, train_labels, mean, std, max_shift, generator)
+    if augment not in (False, True, "shift", "affine"):
+        raise ValueError(f"augment must be False, True, 'shift' or 'affine', got {augment!r}")
+    max_shift = max(1, round(size / 16)) if augment in (True, "shift") else 0
+    originals = load_mnist("train", _MNIST_SIDE, root)[0] if augment == "affine" else None
+    train = MNISTDataset(train_images, train_labels, mean, std, max_shift, generator, originals)
     test = MNISTDataset(test_images, test_labels, mean, std, 0, generator)
     train_batches = BatchSampler(RandomSampler(train, generator=generator), batch_size, drop_last=False)
     test_batches = BatchSampler(SequentialSampler(test), batch_size, drop_last=False)

@@ -351,8 +351,8 @@ def wire(model: nn.Module, g: Graph, config: Config) -> None:
             continue
         m = modules[n.module]
         assert isinstance(m, QuantModule)
-        m.set_sources([modules[s] if g.node(s).op != "input" else None  # type: ignore[misc]
-                       for s in (_scale_source(g, i) for i in n.inputs)])
+        sources = [g.node(_scale_source(g, i)) for i in n.inputs]
+        m.set_sources([modules[s.module] if s.module is not None else None for s in sources])  # type: ignore[misc]
         m._potnn_range = n.range if n.range is not None else SIGNED_RANGE
         if isinstance(m, PoTLayer):
             m._potnn_final = n.final

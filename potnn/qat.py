@@ -41,13 +41,16 @@ def set_mode(model: nn.Module, mode: str) -> nn.Module:
 
 
 def ensure_captured(model: nn.Module, config: Config) -> Graph:
-    """Capture the model's graph once (GAP replacement and BatchNorm folding first) and wire its modules."""
+    """Capture the model's graph once (GAP replacement and BatchNorm folding first) and wire its modules.
+
+    Tracing runs the float forward, so every PoT module is in float mode while it happens and gets
+    its mode back afterwards.
+    """
     graph = getattr(model, "_potnn_graph", None)
     if graph is not None and getattr(model, "_potnn_config", None) == config:
         return graph
-    modes = {m.potnn_mode for m in _quant_modules(model)}
-    set_mode_float = modes - {"float"}
-    for m in _quant_modules(model):
+    modes = {m: m.potnn_mode for m in _quant_modules(model)}
+    for m in modes:
         m.potnn_mode = "float"
     replace_global_pooling(model)
     fuse_batchnorm(model)
@@ -55,9 +58,8 @@ def ensure_captured(model: nn.Module, config: Config) -> Graph:
     wire(model, graph, config)
     model._potnn_graph = graph
     model._potnn_config = config
-    if set_mode_float:
-        for m in _quant_modules(model):
-            m.potnn_mode = next(iter(set_mode_float))
+    for m, mode in modes.items():
+        m.potnn_mode = mode
     return graph
 
 

@@ -40,12 +40,16 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
 
 
 def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int, lr: float, device: torch.device,
-         phase: str, log: Callable[[str], None]) -> None:
+         phase: str, log: Callable[[str], None], scale_lr_factor: float = 1.0) -> None:
     if epochs <= 0:
         return
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4 if phase == "float" else 0.0)
+    scales = [p for n, p in model.named_parameters() if n.endswith("alpha_log2")]
+    weights = [p for n, p in model.named_parameters() if not n.endswith("alpha_log2")]
+    groups = [{"params": weights, "lr": lr}, {"params": scales, "lr": lr * scale_lr_factor, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4 if phase == "float" else 0.0)
     steps = epochs * max(len(loader), 1)  # type: ignore[arg-type]
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                   pct_start=0.1)
     for epoch in range(1, epochs + 1):
         model.train()
         start, seen, loss_sum = time.time(), 0, 0.0
@@ -65,11 +69,15 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
 
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: Config, float_epochs: int = 10,
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
-          calibration_batches: int = 8, log: Callable[[str], None] = print) -> nn.Module:
+          calibration_batches: int = 8, scale_lr_factor: float = 0.05,
+          log: Callable[[str], None] = print) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.
     Uses the GPU only when `device` asks for it or one is present; CPU otherwise.
+    During QAT the weight scales learn at `scale_lr_factor` × the weights' rate: a scale moves the
+    whole chain of activation scales behind it, and at the weights' rate QAT oscillates
+    (measured on mnist16-fast: ±1.5 points per epoch, against a steady climb at 1/20 of the rate).
     """
     dev = _device(device)
     model.to(dev)
@@ -83,7 +91,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
-    _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 6, dev, "qat", log)
+    _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 10, dev, "qat", log,
+         scale_lr_factor)
     enable_integer_sim(model)
     log(f"[int] exact integer model: test {100 * evaluate(model, test_loader, dev):.2f}%")
     model.to("cpu")

@@ -214,3 +214,82 @@ def test_export_needs_the_training_config(tmp_path: Path) -> None:
     model = _prepared(TinyNet())
     with pytest.raises(potnn.ExportError, match="Config.mean"):
         potnn.export(model, tmp_path / "m.h", potnn.Config(mean=0.5, std=0.3081))
+
+
+def test_nested_module_paths_are_wired(tmp_path: Path) -> None:
+    """Layers inside ModuleLists (fx names them convs_0, their paths are convs.0) are found and exact."""
+    from potnn.zoo.architectures import ConvNet
+
+    torch.manual_seed(0)
+    config = potnn.Config(mean=0.1307, std=0.3081, layer_encodings={"convs.1": "5level", "fc": "fp130"})
+    model = _prepared(ConvNet(((4, "pool"), (6, "stride"))), config)
+    assert model.convs[1].encoding == "5level"
+    images = _images()
+    potnn.export(model, tmp_path / "m.h", config)
+    assert np.array_equal(run_header(tmp_path / "m.h", images, 10)[1], potnn.simulate(model, images))
+
+
+class _KernelCase(nn.Module):
+    """conv -> [max-pool] -> [second conv on signed input] -> linear: small nets that steer potnn.export
+    into each of its conv kernel variants (see test_every_kernel_variant_is_exact)."""
+
+    def __init__(self, conv: nn.Module, pool: tuple[int, int, int] | None, second: nn.Module | None,
+                 features: int) -> None:
+        super().__init__()
+        self.conv, self.pool, self.second = conv, pool, second
+        self.fc = PoTLinear(features, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.second is not None:
+            x = torch.relu(self.second(x))  # no ReLU before it: int8 inputs
+        else:
+            x = torch.relu(x)
+        if self.pool is not None:
+            x = nn.functional.max_pool2d(x, *self.pool)
+        return self.fc(x.flatten(1))
+
+
+# (name, channels, size, conv factory, pool, second-conv factory or None, encodings)
+_VARIANTS = [
+    ("in-place, input-major, pool", 1, 10, lambda: PoTConv2d(1, 4, 3, padding=1), (2, 2, 0), None, {}),
+    ("in-place, pool with padding", 1, 9, lambda: PoTConv2d(1, 4, 3, padding=1), (3, 2, 1), None, {}),
+    ("compact, channel-major, pool with padding", 4, 9, lambda: PoTConv2d(4, 6, 3, padding=1), (3, 2, 1), None, {}),
+    ("compact, stride 2, groups", 8, 8, lambda: PoTConv2d(8, 6, 3, stride=2, padding=1, groups=2), None, None, {}),
+    ("compact, input-major (window wider than the image)", 1, 2, lambda: PoTConv2d(1, 4, 3, padding=1), None, None, {}),
+    ("receptive field over the copy limit", 8, 7, lambda: PoTConv2d(8, 4, 5, padding=2), None, None, {}),
+    ("depthwise, looped border copy", 4, 10, lambda: potnn.PoTDepthwiseConv2d(4, 5, padding=2, depth_multiplier=2),
+     (2, 2, 0), None, {}),
+    *((f"packed {e}, signed input", 2, 7, lambda: PoTConv2d(2, 4, 3, padding=1), None,
+       lambda: PoTConv2d(4, 5, 3, padding=1), {"second": e, "fc": e}) for e in ("unroll", "fp130", "5level", "2bit", "ternary")),
+    *((f"packed {e}, pool", 3, 8, lambda: PoTConv2d(3, 5, 3, padding=1), (2, 2, 0), None, {"conv": e})
+      for e in ("fp130", "5level", "2bit", "ternary")),
+    ("packed fp130 over the copy limit", 8, 7, lambda: PoTConv2d(8, 4, 5, padding=2), None, None, {"conv": "fp130"}),
+    ("packed 2bit depthwise, looped border copy", 4, 10,
+     lambda: potnn.PoTDepthwiseConv2d(4, 5, padding=2, depth_multiplier=2), None, None, {"conv": "2bit"}),
+]
+
+
+@pytest.mark.parametrize("variant", _VARIANTS, ids=[v[0] for v in _VARIANTS])
+def test_every_kernel_variant_is_exact(variant, tmp_path: Path) -> None:
+    """Each code path of the conv emitters (in-place or copied receptive field, input- or channel-major,
+    static or clipped pool windows, the fallbacks over PATCH_LIMIT, signed inputs, every packed encoding)
+    on the host with ASan/UBSan: the stress test reaches most of them only by chance."""
+    _, c, size, conv, pool, second, encodings = variant
+    torch.manual_seed(1)
+    first, nxt = conv(), (second() if second else None)
+    with torch.no_grad():
+        probe = first(torch.zeros(1, c, size, size))
+        probe = nxt(probe) if nxt is not None else probe
+        if pool is not None:
+            probe = nn.functional.max_pool2d(probe, *pool)
+    model = _KernelCase(first, pool, nxt, probe.numel())
+    config = potnn.Config(mean=[0.4] * c, std=[0.3] * c, input_h=size, input_w=size, input_channels=c,
+                          layer_encodings=encodings)
+    images = _images(48, (c, size, size), seed=2)
+    images[0], images[1] = 0, 255
+    x = (torch.from_numpy(images).float() / 255 - 0.4) / 0.3
+    potnn.calibrate(model, [(x,)], config)
+    potnn.prepare_qat(model, config)
+    potnn.export(model, tmp_path / "m.h", config)
+    assert np.array_equal(run_header(tmp_path / "m.h", images, 3)[1], potnn.simulate(model, images))

@@ -9,22 +9,33 @@ import torch.nn.functional as F
 from ..layers import PoTConv2d, PoTLinear
 
 
-class TwoConvNet(nn.Module):
-    """conv3×3 → ReLU → pool2 → conv3×3 → ReLU → pool2 → linear, for 16×16 inputs.
+class ConvNet(nn.Module):
+    """A stack of 3×3 conv stages and a linear classifier, for 16×16 single-channel inputs.
 
-    Each conv is fused with its max-pool in the export, so only the pooled maps take RAM
-    (c1·8·8 + c2·4·4 bytes).
+    `stages` lists (out_channels, how the stage halves the resolution): "pool" is conv(pad 1) →
+    BatchNorm → ReLU → max-pool 2 (the export computes conv and pool together, so only the pooled
+    map takes RAM); "stride" is a stride-2 conv (4× fewer operations than conv + pool); "none"
+    keeps the size. BatchNorm is folded into the conv before quantization.
     """
 
-    def __init__(self, c1: int = 8, c2: int = 16, classes: int = 10) -> None:
+    def __init__(self, stages: tuple[tuple[int, str], ...] = ((8, "pool"), (16, "pool")), size: int = 16,
+                 classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = PoTConv2d(1, c1, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(c1)
-        self.conv2 = PoTConv2d(c1, c2, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(c2)
-        self.fc = PoTLinear(c2 * 16, classes)
+        self.modes = tuple(mode for _, mode in stages)
+        convs, norms = [], []
+        channels = 1
+        for out, mode in stages:
+            convs.append(PoTConv2d(channels, out, 3, stride=2 if mode == "stride" else 1, padding=1))
+            norms.append(nn.BatchNorm2d(out))
+            channels = out
+            size = size // 2 if mode in ("pool", "stride") else size
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+        self.fc = PoTLinear(channels * size * size, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)
-        x = F.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        for conv, norm, mode in zip(self.convs, self.norms, self.modes):
+            x = torch.relu(norm(conv(x)))
+            if mode == "pool":
+                x = F.max_pool2d(x, 2)
         return self.fc(x.flatten(1))

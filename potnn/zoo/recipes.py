@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..config import Config
 from ..data import MNIST16_MEAN, MNIST16_STD
-from .architectures import TwoConvNet
+from .architectures import ConvNet
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,26 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(
         name="mnist16-small",
         description="2 conv (8, 16 ch) + linear; conv layers unrolled, linear fp130; the bench's first default",
-        build=lambda: TwoConvNet(8, 16),
+        build=lambda: ConvNet(((8, "pool"), (16, "pool"))),
         config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD,
                       layer_encodings={"fc": "fp130"}, default_encoding="unroll"),
         float_epochs=12, qat_epochs=12,
+    ),
+    Recipe(
+        name="mnist16-fast",
+        description="conv 8 + pool, stride-2 conv 16, linear; ~39k MACs, convs unrolled, linear fp130",
+        build=lambda: ConvNet(((8, "pool"), (16, "stride"))),
+        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD,
+                      layer_encodings={"fc": "fp130"}, default_encoding="unroll"),
+        float_epochs=20, qat_epochs=15,
+    ),
+    Recipe(
+        name="mnist16-accurate",
+        description="three conv + pool stages (12, 24, 48 ch), linear; packed 5level/2bit weights for the big layers",
+        build=lambda: ConvNet(((12, "pool"), (24, "pool"), (48, "pool"))),
+        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD,
+                      layer_encodings={"convs.1": "5level", "convs.2": "5level", "fc": "fp130"},
+                      default_encoding="unroll"),
+        float_epochs=15, qat_epochs=12,
     ),
 )}
