@@ -14,14 +14,16 @@ what the image would need, and that is what the error reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
 import json
 import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.board import FIRMWARE_DIR, HOST_BOARD, REPO_ROOT, Board, load_board
 from bench.elfsize import ImageSize, measure
@@ -65,7 +67,9 @@ class BudgetError(BuildError):
             f"(model {size.model_flash_bytes} B + firmware {firmware} B) - {flash_verdict}; "
             f"RAM needs {self.ram_needed} B of {board.ram_size} B "
             f"(.data {size.data_bytes} + .bss {size.bss_bytes} + stack {board.stack_reserve}; "
-            f"model buffers {size.model_ram_bytes} B) - {ram_verdict}")
+            f"model buffers {size.model_ram_bytes} B) - {ram_verdict}; "
+            f"export a smaller model (fewer channels, packed encodings) or pick a board with more "
+            f"memory (potnn-bench boards)")
 
     @property
     def flash_over(self) -> bool:
@@ -244,66 +248,92 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
     elf = out / "firmware.elf"
     build_json = out / "build.json"
 
-    fingerprint = _fingerprint(str(BUILD_FORMAT), _firmware_sources_digest(),
-                               json.dumps(b.raw, sort_keys=True, default=str),
-                               info.path.read_bytes(), " ".join(tc.cc), tc.version, opt,
-                               str(check_ram))
-    if not force and build_json.exists() and elf.exists():
+    # Two runs at once may build into the same directory (the default one is per board, model,
+    # compiler and options): one builds, the other waits and then reuses that build.
+    with _build_lock(out):
+        fingerprint = _fingerprint(str(BUILD_FORMAT), _firmware_sources_digest(),
+                                   json.dumps(b.raw, sort_keys=True, default=str),
+                                   info.path.read_bytes(), " ".join(tc.cc), tc.version, opt,
+                                   str(check_ram))
+        if not force and build_json.exists() and elf.exists():
+            try:
+                old = json.loads(build_json.read_text())
+            except ValueError:
+                old = {}
+            if old.get("fingerprint") == fingerprint:
+                return _result_from_json(old, cached=True)
+
+        for stale in ("firmware.elf", "firmware.bin", "firmware.hex", "build.json", "probe.elf"):
+            (out / stale).unlink(missing_ok=True)     # a failed build must not leave an old image behind
+        shutil.copyfile(info.path, out / "potnn_model.h")
+        log = out / "build.log"
+        log.write_text("")
+        chip_dir = FIRMWARE_DIR / "chips" / b.chip
+        sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
+        base = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}",
+                *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, b.stack_reserve),
+                *LDFLAGS, *tc.ldflags]
+
+        def link(script_name: str, probe: bool, target: Path) -> subprocess.CompletedProcess[str]:
+            script = out / script_name
+            script.write_text(_linker_script(b, probe=probe))
+            mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
+            return _run([*base, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources, *tc.libs], log)
+
+        proc = link("link.ld", probe=not check_ram, target=elf)
+        if proc.returncode != 0:
+            probe_elf = out / "probe.elf"
+            probe = link("probe.ld", probe=True, target=probe_elf)
+            if probe.returncode == 0:
+                size = measure(probe_elf, b.flash_origin, b.ram_origin)
+                if size.flash_bytes > b.flash_size or size.static_ram_bytes + b.stack_reserve > b.ram_size:
+                    raise BudgetError(b, size)
+            raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
+
+        size = measure(elf, b.flash_origin, b.ram_origin)
+        over_ram = size.static_ram_bytes + b.stack_reserve > b.ram_size
+        if size.flash_bytes > b.flash_size or (check_ram and over_ram):
+            raise BudgetError(b, size)     # the linker should have refused; never ship it anyway
+        bin_path, hex_path = _write_images(b, elf)
+
+        result = BuildResult(
+            board=b.name, toolchain=tc.describe(opt), toolchain_kind=tc.kind, toolchain_version=tc.version,
+            opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.path.resolve(),
+            model_hash=info.hash, input_size=info.input_size, num_classes=info.num_classes,
+            flash_bytes=size.flash_bytes, flash_budget=b.flash_size,
+            ram_bytes=size.static_ram_bytes + b.stack_reserve, ram_budget=b.ram_size,
+            static_ram_bytes=size.static_ram_bytes, stack_bytes=b.stack_reserve,
+            model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
+            firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
+            firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
+            ram_checked=check_ram)
+        record = result.to_json()
+        record["fingerprint"] = fingerprint
+        _write_atomic(build_json, json.dumps(record, indent=2) + "\n")
+        return result
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` while building (POSIX ``flock``; no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:       # Windows: no concurrent-run protection
+        yield
+        return
+    with open(out / ".build.lock", "w") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
-            old = json.loads(build_json.read_text())
-        except ValueError:
-            old = {}
-        if old.get("fingerprint") == fingerprint:
-            return _result_from_json(old, cached=True)
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    for stale in ("firmware.elf", "firmware.bin", "firmware.hex", "build.json", "probe.elf"):
-        (out / stale).unlink(missing_ok=True)     # a failed build must not leave an old image behind
-    shutil.copyfile(info.path, out / "potnn_model.h")
-    log = out / "build.log"
-    log.write_text("")
-    chip_dir = FIRMWARE_DIR / "chips" / b.chip
-    sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
-    base = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}",
-            *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, b.stack_reserve),
-            *LDFLAGS, *tc.ldflags]
 
-    def link(script_name: str, probe: bool, target: Path) -> subprocess.CompletedProcess[str]:
-        script = out / script_name
-        script.write_text(_linker_script(b, probe=probe))
-        mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
-        return _run([*base, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources, *tc.libs], log)
-
-    proc = link("link.ld", probe=not check_ram, target=elf)
-    if proc.returncode != 0:
-        probe_elf = out / "probe.elf"
-        probe = link("probe.ld", probe=True, target=probe_elf)
-        if probe.returncode == 0:
-            size = measure(probe_elf, b.flash_origin, b.ram_origin)
-            if size.flash_bytes > b.flash_size or size.static_ram_bytes + b.stack_reserve > b.ram_size:
-                raise BudgetError(b, size)
-        raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
-
-    size = measure(elf, b.flash_origin, b.ram_origin)
-    over_ram = size.static_ram_bytes + b.stack_reserve > b.ram_size
-    if size.flash_bytes > b.flash_size or (check_ram and over_ram):
-        raise BudgetError(b, size)     # the linker should have refused; never ship it anyway
-    bin_path, hex_path = _write_images(b, elf)
-
-    result = BuildResult(
-        board=b.name, toolchain=tc.describe(opt), toolchain_kind=tc.kind, toolchain_version=tc.version,
-        opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.path.resolve(),
-        model_hash=info.hash, input_size=info.input_size, num_classes=info.num_classes,
-        flash_bytes=size.flash_bytes, flash_budget=b.flash_size,
-        ram_bytes=size.static_ram_bytes + b.stack_reserve, ram_budget=b.ram_size,
-        static_ram_bytes=size.static_ram_bytes, stack_bytes=b.stack_reserve,
-        model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
-        firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
-        firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
-        ram_checked=check_ram)
-    record = result.to_json()
-    record["fingerprint"] = fingerprint
-    build_json.write_text(json.dumps(record, indent=2) + "\n")
-    return result
+def _write_atomic(path: Path, text: str) -> None:
+    """A killed build must not leave a half-written build.json that a later build trusts."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _result_from_json(d: dict[str, Any], cached: bool) -> BuildResult:

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.build",    # build
     "bench.flash",    # flash
     "bench.run",      # run
+    "bench.fuzz",     # fuzz
     "bench.report",   # report
     "bench.nightly",  # nightly
     "bench.models",   # models

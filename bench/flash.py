@@ -75,7 +75,8 @@ def place(board: Any, emulator: str = "auto", pack: Path | None = None,
         probe = fl.find_probe()
     except (ToolMissing, NoProbe) as e:
         if emulator == "none":
-            raise FlashError(f"{e}; --emulator none needs the board attached") from None
+            raise FlashError(f"{e}; --emulator none needs the board attached: connect it, "
+                             "or leave out --emulator none to run on the emulator") from None
         backend = default_emulator(board)
         note = f"{e}: running on the {backend} emulator"
         if say is not None:

@@ -12,6 +12,7 @@ exception ("board stopped answering"), not a hang, whatever timeout the port was
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
@@ -55,6 +56,7 @@ class NakError(ProtocolError):
         self.reason = reason
         self.request_type = request_type
         self.detail = detail
+        self.payload = bytes([reason & 0xFF, request_type & 0xFF]) + (detail & 0xFFFF).to_bytes(2, "little")
         try:
             name = NakReason(reason).name.lower().replace("_", " ")
         except ValueError:
@@ -224,23 +226,93 @@ class SerialLike(Protocol):
     def read(self, size: int = 1) -> bytes: ...
 
 
+@dataclass
+class ClientStats:
+    """How hard the link made the client work (a run records it in summary.json as ``link``)."""
+
+    requests: int = 0
+    attempts: int = 0
+    recovered: int = 0          # requests answered only after a retry
+    no_answer: int = 0          # attempts whose answer did not come in time
+    corrupt_answers: int = 0    # attempts whose answer failed its CRC or its own rules
+    naks_retried: int = 0       # NAKs caused by the link (bad CRC, or a refusal that did not repeat)
+    filler_bytes: int = 0       # bytes sent to end a partial frame in the firmware before a retry
+    barriers: int = 0           # of the requests, INFOs sent as a barrier after a retried one (class doc)
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.requests
+
+    def to_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "attempts": self.attempts, "retries": self.retries,
+                "recovered": self.recovered, "no_answer": self.no_answer,
+                "corrupt_answers": self.corrupt_answers, "naks_retried": self.naks_retried,
+                "filler_bytes": self.filler_bytes, "barriers": self.barriers}
+
+
 class BenchClient:
     """Request/response client for one board.
 
     ``timeout``: seconds to wait for an INFO answer; ``infer_timeout``: for an INFER answer
     (inference itself can take a while in an emulator).  A request whose answer is lost or
     corrupted, or that the board NAKs as corrupted (bad CRC), is retried ``retries`` times after
-    a quiet gap; any other NAK raises ``NakError`` at once.  Reads use short slices (the port's
-    timeout is lowered to 0.05 s if it is longer or None).
+    a resynchronisation; any other NAK raises ``NakError`` at once.  Reads use short slices (the
+    port's timeout is lowered to 0.05 s if it is longer or None).
+
+    For lossy links (what ``bench.run`` uses):
+
+    - ``budget_s``: give up on a request once this many seconds have passed since its first
+      attempt, however many ``retries`` are left (``retries=None``: as many as fit);
+    - ``adaptive``: once answers of a request type have been seen, wait for an attempt's
+      answer only ``PATIENCE`` times the median of the last 32 (at least ``MIN_WAIT_S``), so a
+      lost byte costs a fraction of a second instead of the whole ``timeout``; before that,
+      wait ``UNKNOWN_WAIT_S`` (or ``PATIENCE`` times the slowest answer of any type), doubled
+      for each attempt in a row to which not one byte came back - a slow inference looks like
+      that, while a lossy link keeps answering something (NAKs, broken frames) - up to
+      ``timeout``;
+    - ``confirm_naks``: a refusal (NAK other than bad CRC) is final only when it repeats on a
+      fresh attempt: a corrupted length byte makes the firmware refuse a good request once.
+
+    Resynchronisation before a retry: once INFO has told the firmware's ``rx_capacity``, the
+    client sends ``rx_capacity + 6 + FILLER_MARGIN`` zero bytes, which end any partial frame a
+    lost byte left in the firmware's parser (at most capacity + 6 bytes are missing; zeros
+    between frames are dropped as garbage). Then it discards whatever arrives until the line has
+    been quiet for ``quiet_s`` (default ``QUIET_S``, longer than the boards' inter-byte timeout,
+    so without the filler the firmware drops a partial frame by itself).
+
+    ``barriers`` (a barrier after a retried request): an earlier attempt to which not one byte
+    came back may still be answered later (the firmware was only slower than the wait). The
+    protocol carries no request id, so such a late answer would pass for the next request's.
+    Before returning, the client therefore sends INFO and waits for its answer: the firmware
+    answers in order, so once INFO's answer is in, every earlier answer has arrived and been
+    skipped. (An attempt that heard something - a NAK, a broken frame - got its outcome.)
     """
 
+    PATIENCE = 4.0
+    MIN_WAIT_S = 0.1
+    UNKNOWN_WAIT_S = 0.5
+    FILLER_MARGIN = 16
+
     def __init__(self, port: SerialLike, *, timeout: float = 2.0, infer_timeout: float = 30.0,
-                 retries: int = 2):
+                 retries: int | None = 2, budget_s: float | None = None, adaptive: bool = False,
+                 confirm_naks: bool = False, barriers: bool = False, quiet_s: float | None = None):
+        if retries is None and budget_s is None:
+            raise ValueError("unlimited retries need a time budget (budget_s)")
         self.port = port
         self.timeout = timeout
         self.infer_timeout = infer_timeout
         self.retries = retries
+        self.budget_s = budget_s
+        self.adaptive = adaptive
+        self.confirm_naks = confirm_naks
+        self.barriers = barriers
+        self.quiet_s = quiet_s
         self.decoder = FrameDecoder()
+        self.stats = ClientStats()
+        self.rx_capacity: int | None = None     # learned from INFO
+        self.num_classes: int | None = None     # learned from INFO
+        self._slowest: dict[int, float] = {}    # request type -> slowest answer seen (s)
+        self._recent: dict[int, deque[float]] = {}  # request type -> latencies of the last answers
         current = getattr(port, "timeout", None)
         if current is None or current > 0.05:
             try:
@@ -250,54 +322,171 @@ class BenchClient:
 
     def info(self) -> InfoResult:
         frame = self.request(FrameType.INFO_REQ, b"", FrameType.INFO_RESP, self.timeout)
-        return InfoResult.decode(frame.payload)
+        result = InfoResult.decode(frame.payload)
+        self.rx_capacity, self.num_classes = result.rx_capacity, result.num_classes
+        return result
 
     def infer(self, image: bytes) -> InferResult:
-        frame = self.request(FrameType.INFER_REQ, bytes(image), FrameType.INFER_RESP, self.infer_timeout)
+        frame = self.request(FrameType.INFER_REQ, bytes(image), FrameType.INFER_RESP, self.infer_timeout,
+                             check=self._check_infer)
         return InferResult.decode(frame.payload)
 
-    def request(self, request_type: int, payload: bytes, response_type: int, timeout: float) -> Frame:
-        """Send one request and return its response frame (retrying transient failures)."""
-        wire = encode_frame(request_type, payload)
-        problem = "no answer"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._quiet()
-            self.port.write(wire)
-            frame, problem = self._await(response_type, timeout)
-            if frame is not None:
-                return frame
-        raise BenchTimeout(f"board stopped answering ({problem} to request {request_type:#04x}, "
-                           f"{self.retries + 1} attempts, {timeout:g} s each)")
+    def _check_infer(self, frame: Frame) -> str | None:
+        """An INFER answer that breaks its own rules was corrupted on the way (CRC-16 misses
+        about one random corruption in 65536): the logit count INFO announced, and class =
+        first largest logit (PROTOCOL.md)."""
+        if self.num_classes is None:        # no INFO yet: nothing to hold the answer against
+            return None
+        try:
+            r = InferResult.decode(frame.payload)
+        except ProtocolError as e:
+            return str(e)
+        if len(r.logits) != self.num_classes:
+            return f"{len(r.logits)} logits, the board has {self.num_classes} classes"
+        if r.logits and r.cls != r.logits.index(max(r.logits)):
+            return f"class {r.cls} is not the first largest logit"
+        return None
 
-    def _await(self, response_type: int, timeout: float) -> tuple[Frame | None, str]:
+    def request(self, request_type: int, payload: bytes, response_type: int, timeout: float,
+                check: Any = None, barrier: bool = True) -> Frame:
+        """Send one request and return its response frame (retrying transient failures).
+
+        ``check(frame) -> problem or None`` rejects an answer as corrupted (then it is retried).
+        ``barrier=False`` skips the INFO barrier after a retried request (the barrier's own
+        request), which the client sends only when made with ``barriers=True`` (class doc).
+        """
+        wire = encode_frame(request_type, payload)
+        self.stats.requests += 1
+        start = time.monotonic()
+        problem = "no answer"
+        last_nak: bytes | None = None
+        attempt = silent_streak = 0
+        pending = False          # an earlier attempt heard nothing: its answer may still come
+        while True:
+            if attempt and self._resync():
+                silent_streak = 0
+            wait = self._attempt_timeout(request_type, timeout, silent_streak)
+            if self.budget_s is not None:
+                wait = max(min(wait, start + self.budget_s - time.monotonic()), self.MIN_WAIT_S)
+            sent_at = time.monotonic()
+            self.port.write(wire)
+            self.stats.attempts += 1
+            frame, problem, nak, heard = self._await(request_type, response_type, wait)
+            silent_streak = 0 if heard else silent_streak + 1
+            pending = pending or (frame is None and not heard)
+            if frame is not None and check is not None:
+                bad = check(frame)
+                if bad:
+                    frame, problem = None, f"corrupted answer ({bad})"
+                    self.stats.corrupt_answers += 1
+            if frame is not None:
+                self._learn(request_type, time.monotonic() - sent_at)
+                if attempt:
+                    self.stats.recovered += 1
+                    if barrier and self.barriers and pending:
+                        self._barrier()
+                return frame
+            if nak is not None:
+                if nak.reason != NakReason.BAD_CRC and nak.request_type == request_type and \
+                        (not self.confirm_naks or last_nak == nak.payload):
+                    raise nak
+                last_nak = nak.payload
+                self.stats.naks_retried += 1
+            attempt += 1
+            out_of_tries = self.retries is not None and attempt > self.retries
+            out_of_time = self.budget_s is not None and time.monotonic() - start >= self.budget_s
+            if out_of_tries or out_of_time:
+                spent = time.monotonic() - start
+                raise BenchTimeout(f"board stopped answering ({problem} to request {request_type:#04x}, "
+                                   f"{attempt} attempts in {spent:.1f} s)")
+
+    def _barrier(self) -> None:
+        """Ask INFO and wait for its answer: the firmware answers in order, so every earlier
+        attempt's answer has then arrived (and been skipped), and none can meet the next request."""
+        self.stats.barriers += 1
+        self.request(FrameType.INFO_REQ, b"", FrameType.INFO_RESP, self.timeout, barrier=False)
+
+    def _attempt_timeout(self, request_type: int, timeout: float, silent_streak: int) -> float:
+        """How long one attempt waits: ``timeout``, or with ``adaptive`` a multiple of the
+        recent answer times of this type; before any, ``UNKNOWN_WAIT_S`` doubled for each
+        attempt in a row to which nothing at all came back (class doc), up to ``timeout``."""
+        if not self.adaptive:
+            return timeout
+        recent = sorted(self._recent.get(request_type, ()))
+        if recent:
+            typical = recent[len(recent) // 2]                  # median of the last answers
+            return min(timeout, max(self.MIN_WAIT_S, self.PATIENCE * typical))
+        base = max(self.UNKNOWN_WAIT_S, self.PATIENCE * max(self._slowest.values(), default=0.0))
+        return min(timeout, base * 2 ** silent_streak)
+
+    def _learn(self, request_type: int, latency: float) -> None:
+        """Remember an answer time. After a retry the answer may belong to an earlier attempt
+        and the time is then too short; the median of 32 shrugs that off, and correctness never
+        rests on it (the barrier does that)."""
+        self._slowest[request_type] = max(latency, self._slowest.get(request_type, 0.0))
+        self._recent.setdefault(request_type, deque(maxlen=32)).append(latency)
+
+    def _await(self, request_type: int, response_type: int,
+               timeout: float) -> tuple[Frame | None, str, NakError | None, bool]:
+        """(answer, problem, NAK, heard): ``heard`` is False when not one byte came back."""
         deadline = time.monotonic() + timeout
         self.decoder.reset()
+        heard = False
         while time.monotonic() < deadline:
             chunk = self.port.read(max(1, int(getattr(self.port, "in_waiting", 0) or 0)))
+            heard = heard or bool(chunk)
             for event in self.decoder.feed(chunk):
                 if isinstance(event, BadFrame):
-                    return None, f"corrupted answer ({event.reason.name.lower()})"
+                    self.stats.corrupt_answers += 1
+                    return None, f"corrupted answer ({event.reason.name.lower()})", None, True
                 if event.type == FrameType.NAK:
                     nak = decode_nak(event.payload)
                     if nak.reason == NakReason.BAD_CRC:
-                        return None, "board saw a corrupted request"
-                    raise nak
+                        return None, "board saw a corrupted request", nak, True
+                    if nak.request_type != request_type:
+                        return None, "board refused a corrupted request", nak, True
+                    return None, str(nak), nak, True
                 if event.type == response_type:
                     if event.version != VERSION:
                         raise ProtocolError(f"board answered with protocol version {event.version}, "
                                             f"this bench speaks {VERSION}")
-                    return event, ""
+                    return event, "", None, True
                 # anything else is a stale answer to an earlier request: skip it
-        return None, "no answer"
+        self.stats.no_answer += 1
+        return None, "no answer", None, heard
 
-    def _quiet(self) -> None:
-        """Let the firmware drop any partial frame, then discard what is in flight."""
-        time.sleep(QUIET_S)
+    def _resync(self) -> bool:
+        """End any partial frame in the firmware, then discard what is in flight (class doc);
+        True when anything came back meanwhile."""
+        if self.rx_capacity is not None:
+            filler = bytes(self.rx_capacity + 6 + self.FILLER_MARGIN)
+            self.port.write(filler)
+            self.stats.filler_bytes += len(filler)
+        return self._drain()
+
+    def _drain(self) -> bool:
+        """Read and drop bytes until none has arrived for the quiet time (30 s at most: a board
+        that never stops talking must not hang us); True when any byte arrived."""
+        quiet = QUIET_S if self.quiet_s is None else self.quiet_s
+        now = time.monotonic()
+        last, give_up = now, now + 30.0
+        heard = False
+        slice_s = getattr(self.port, "timeout", None)
+        if quiet > 0 and slice_s is not None and slice_s > quiet / 2:
+            try:                                  # read in slices shorter than the quiet time
+                self.port.timeout = quiet / 2
+            except AttributeError:
+                slice_s = None
+        while now - last < quiet and now < give_up:
+            waiting = int(getattr(self.port, "in_waiting", 0) or 0)
+            if waiting or quiet > 0:
+                if self.port.read(max(1, waiting)):
+                    last, heard = time.monotonic(), True
+            now = time.monotonic()
+        if slice_s is not None and getattr(self.port, "timeout", None) != slice_s:
+            self.port.timeout = slice_s
         reset = getattr(self.port, "reset_input_buffer", None)
         if callable(reset):
             reset()
-        else:
-            while self.port.read(4096):
-                pass
         self.decoder.reset()
+        return heard

@@ -485,11 +485,19 @@ def write_html(path: Path, title: str, secs: list[Section]) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Atomic, like the results files: a reader (or a second report) never sees half a page."""
     import os
+    import secrets
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -548,7 +556,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         res = make_report(args.results, args.out, thresholds_from(args))
     except ResultsError as e:
-        print(f"potnn-bench report: error: {e}", file=sys.stderr)
+        run_dir = e.path.parent if e.path.parent != Path(args.results) else e.path
+        print(f"potnn-bench report: error: {e}; repair {run_dir.name} or move it out of {args.results} "
+              f"to report the other runs", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"potnn-bench report: error: cannot write report: {e}", file=sys.stderr)

@@ -45,6 +45,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,6 +203,7 @@ class RowWriter:
             if header != self.columns:
                 raise ResultsError(self.path, f"columns {header} differ from {self.columns}")
         self._f = open(self.path, "a", encoding="utf-8", newline="")
+        self.rows_written = 0       # rows appended through this writer (not counting a resumed file's)
         if not existed or self._f.tell() == 0:
             self._write_line(self.columns)
 
@@ -216,6 +218,7 @@ class RowWriter:
         if len(cells) != len(self.columns):
             raise ValueError(f"row has {len(cells)} cells, rows.csv has {len(self.columns)} columns")
         self._write_line(cells)
+        self.rows_written += 1
 
     def close(self) -> None:
         if not self._f.closed:
@@ -404,6 +407,26 @@ def run_dirs(results_dir: Path) -> Iterator[Path]:
         return iter(())
     found = {p.parent for name in (RUN_JSON, ROWS_CSV, SUMMARY_JSON) for p in results_dir.glob(f"*/{name}")}
     return iter(sorted(found))
+
+
+def ensure_writable(results_dir: Path) -> None:
+    """Refuse, in one line that says what to do, a results directory no run can be written to.
+
+    Why up front: a run finds out only after building and flashing otherwise, and the
+    operating system's own message ("[Errno 20] Not a directory: ...") says nothing about
+    ``--results``.
+    """
+    results_dir = Path(results_dir)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=results_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = "a file is in the way" if results_dir.exists() and not results_dir.is_dir() \
+            else (e.strerror or type(e).__name__)
+        raise ResultsError(results_dir, f"results directory is not writable ({reason}); "
+                                        "pass --results DIR with a directory you can write to") from None
 
 
 def create_run(results_dir: Path, meta: Mapping[str, Any]) -> Path:

@@ -52,6 +52,38 @@ class StreamResult:
     correct: int
     mismatches: int
     interrupted: bool = False
+    reasked: int = 0          # extra requests sent to confirm answers that differed from the reference
+
+
+#: Quiet gap before a retry on the emulator: its answers come in milliseconds, and the filler
+#: bytes (``BenchClient``) end a partial frame without waiting for the firmware's timeout.
+EMULATOR_QUIET_S = 0.03
+
+#: A request is retried for up to this many times ``--timeout`` (the worst case of the
+#: bench's first version, which waited ``--timeout`` for each of three attempts).
+RETRY_BUDGET = 3
+
+#: Requests per image, at most, to get two equal answers in a row when the first one
+#: differs from the reference (see ``stream``).
+CONFIRM_ASKS = 6
+
+
+def _confirm(infer: InferFn, image: bytes, first: Inference, index: int) -> tuple[Inference, int]:
+    """Ask again until two answers in a row agree; return the agreed answer and the extra asks.
+
+    Why: a mismatch must be the firmware's, never the link's. CRC-16 lets about one random
+    corruption in 65536 through, and a late answer to an earlier request can pass for this
+    one; neither repeats, while a real mismatch does.
+    """
+    prev, asks = first, 0
+    while asks < CONFIRM_ASKS - 1:
+        again = infer(image)
+        asks += 1
+        if int(again.pred) == int(prev.pred) and [int(v) for v in again.logits] == [int(v) for v in prev.logits]:
+            return again, asks
+        prev = again
+    raise RunError(f"image {index}: the board gave {CONFIRM_ASKS} answers and no two in a row agree; "
+                   "the link corrupts answers (check the cable and --port), then --resume")
 
 
 def stream(images: np.ndarray, labels: np.ndarray, todo: Iterable[int], infer: InferFn,
@@ -59,6 +91,8 @@ def stream(images: np.ndarray, labels: np.ndarray, todo: Iterable[int], infer: I
            progress: Progress | None = None) -> StreamResult:
     """Send each image of ``todo``, compare with the reference, append its row (fsynced) at once.
 
+    An answer that differs from the reference is logged only once the board has given the same
+    answer twice in a row (``_confirm``), so every logged mismatch is the firmware's.
     KeyboardInterrupt stops after the last whole row and is reported, not raised: the caller
     prints how to resume. Other errors propagate after the rows so far are safely on disk.
     """
@@ -67,8 +101,14 @@ def stream(images: np.ndarray, labels: np.ndarray, todo: Iterable[int], infer: I
     res = StreamResult(0, 0, 0)
     try:
         for i in todo:
-            ans = infer(np.ascontiguousarray(images[i], dtype=np.uint8).tobytes())
+            image = np.ascontiguousarray(images[i], dtype=np.uint8).tobytes()
+            ans = infer(image)
             logits = [int(v) for v in ans.logits]
+            if reference is not None and (logits != [int(v) for v in reference.logits[i]]
+                                          or int(ans.pred) != int(ref_pred[i])):  # type: ignore[index]
+                ans, extra = _confirm(infer, image, ans, int(i))
+                res.reasked += extra
+                logits = [int(v) for v in ans.logits]
             if len(logits) != k:
                 raise RunError(f"image {i}: the board returned {len(logits)} logits, the model has {k}")
             if reference is not None:
@@ -203,8 +243,18 @@ def format_summary(s: Mapping[str, Any], run_dir: Path) -> str:
         + (f"  instructions mean {s['instructions_mean']:,.0f}" if s.get("instructions_mean") else ""),
         f"  flash {s.get('flash_bytes')} B  RAM {s.get('ram_bytes')} B  stack {s.get('stack_bytes')} B  "
         f"toolchain {s.get('toolchain')}",
-        f"  results {run_dir}",
     ]
+    link = s.get("link")
+    if isinstance(link, Mapping) and (link.get("retries") or s.get("fault_rate")):
+        faults = ", ".join(f"{k} {link[k]}" for k in ("drop_out", "corrupt_out", "delay_out", "drop_in",
+                                                      "corrupt_in", "delay_in") if link.get(k))
+        lines.append(f"  link: {link.get('requests')} requests ({link.get('barriers')} barriers), "
+                     f"{link.get('retries')} retries "
+                     f"({link.get('no_answer')} unanswered, {link.get('corrupt_answers')} corrupted answers, "
+                     f"{link.get('naks_retried')} NAKs), {link.get('reasked')} answers re-asked"
+                     + (f"; fault rate {s.get('fault_rate')}: {faults or 'no fault injected'}"
+                        if s.get("fault_rate") else ""))
+    lines.append(f"  results {run_dir}")
     return "\n".join(lines)
 
 
@@ -263,7 +313,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="run without reference logits (no mismatch check)")
     p.add_argument("--build-dir", type=Path, default=None, help="where to build (default build/<board>-<toolchain>-<opt>-<hash>)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds to wait for one answer (default 10)")
+                   help="seconds to wait for one answer (default 10); a request is retried for up to 3x that")
+    p.add_argument("--retries", type=int, default=None, metavar="N",
+                   help="retries per request (default: as many as fit in 3 x --timeout)")
+    p.add_argument("--fault-rate", type=float, default=0.0, metavar="R",
+                   help="inject link faults: each byte is dropped, corrupted or delayed with probability R "
+                        "(tests the bench's retries; default 0)")
+    p.add_argument("--fault-seed", type=int, default=None, metavar="S", help="seed of the fault injector")
     add_build_options(p)
     p.set_defaults(func=main)
     return p
@@ -291,6 +347,9 @@ class RunOptions:
     toolchain: str | None = None
     timeout: float = 10.0
     show_progress: bool = True
+    retries: int | None = None               # None: as many as fit in RETRY_BUDGET x ``timeout``
+    fault_rate: float = 0.0                  # bench.transport.FaultyPort between bench and board
+    fault_seed: int | None = None
 
 
 @dataclass
@@ -359,18 +418,44 @@ def check_model(info: Any, expected_hash: int, header: Path) -> None:
                        f"is model {int(expected_hash):08x}: flash it first (potnn-bench flash, or drop --no-flash)")
 
 
+def resume_command(opts: RunOptions, board: str, header: Path, model_name: str, run_dir: Path) -> str:
+    """The command line that finishes an interrupted or broken run."""
+    target = f"--header {header}" if opts.model is None and opts.header is not None else f"--model {model_name}"
+    return f"potnn-bench run --board {board} {target} --results {opts.results} --resume {run_dir.name}"
+
+
+def _link_problem(e: BaseException, url: str) -> str:
+    """One line for a failure of the link itself (the port vanished) or of the protocol."""
+    from serial import SerialException
+
+    if isinstance(e, SerialException):
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"lost the serial port {url} ({why})"
+    return str(e)
+
+
 def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
-    """Build, flash or emulate, hand-shake, stream, and write the results of one run."""
+    """Build, flash or emulate, hand-shake, stream, and write the results of one run.
+
+    The link: ``BenchClient`` with adaptive timeouts and as many retries as fit in
+    ``RETRY_BUDGET * opts.timeout`` per request (``opts.retries`` caps them), through a
+    ``bench.transport.FaultyPort`` when ``opts.fault_rate`` > 0. A link that fails for good (no
+    answer within the budget, the port gone) ends the run with one line that says what was lost,
+    where the rows are, and the command that finishes the run.
+    """
     from bench.board import load_board
     from bench.build import build
     from bench.flash import connect, place
     from bench.models import resolve_header
-    from bench.protocol import BenchClient, ProtocolError
+    from bench.protocol import QUIET_S, BenchClient, ProtocolError
     from bench.emulator import EmulatorFault
     from serial import SerialException
 
+    if not 0.0 <= opts.fault_rate < 1.0:
+        raise RunError(f"--fault-rate must be in [0, 1), not {opts.fault_rate}")
     board = load_board(opts.board)
     header, model_name = resolve_header(board.name, opts.header, opts.model)
+    store.ensure_writable(opts.results)          # before minutes of building and flashing
     images, labels = opts.dataset if opts.dataset is not None else load_test_images()
     reference = opts.reference
     if reference is None and not opts.no_reference:
@@ -395,14 +480,25 @@ def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
         model_flash_bytes=fw.model_flash_bytes, model_ram_bytes=fw.model_ram_bytes,
         clock_hz=board.clock_hz, toolchain=fw.toolchain, elf=str(fw.elf), git_commit=git_commit(),
         started=store.utc_now())
+    meta.update(fault_rate=opts.fault_rate, fault_seed=opts.fault_seed)   # (a resumed run says its own)
 
     with connect(board, fw.elf, placement, opts.port, flash=opts.flash, timeout_s=min(opts.timeout, 1.0),
                  say=say) as link:
-        client = BenchClient(link.serial, timeout=max(2.0, opts.timeout / 5), infer_timeout=opts.timeout)
+        port: Any = link.serial
+        faulty = None
+        if opts.fault_rate:
+            from bench.transport import FaultyPort
+
+            port = faulty = FaultyPort(link.serial, opts.fault_rate, opts.fault_seed)
+        # Emulator answers arrive in milliseconds: a short quiet gap keeps retries cheap there.
+        client = BenchClient(port, timeout=max(2.0, opts.timeout / 5), infer_timeout=opts.timeout,
+                             retries=opts.retries, budget_s=RETRY_BUDGET * opts.timeout, adaptive=True,
+                             confirm_naks=True, barriers=True,
+                             quiet_s=QUIET_S if placement.hardware else EMULATOR_QUIET_S)
         try:
             info = client.info()
         except (ProtocolError, EmulatorFault, SerialException) as e:
-            raise RunError(f"no INFO answer from {link.url}: {e}") from None
+            raise RunError(f"no INFO answer from {link.url}: {_link_problem(e, link.url)}") from None
         check_model(info, fw.model_hash, header)
         meta.update(firmware_version=info.firmware_version, port=link.url,
                     probe=None if placement.probe is None else str(placement.probe))
@@ -420,16 +516,16 @@ def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
         with store.RowWriter(plan.run_dir / store.ROWS_CSV, fw.num_classes) as writer:
             try:
                 res = stream(images, labels, plan.todo, infer, writer, reference, progress)
-            except (ProtocolError, EmulatorFault, SerialException) as e:
+            except (ProtocolError, EmulatorFault, SerialException, RunError) as e:
                 fault = link.fault()
-                why = f"emulator: {fault}" if fault else str(e)
-                raise RunError(f"{why}; the rows so far are in {plan.run_dir} "
-                               f"(continue with --resume {plan.run_dir.name})") from None
+                why = f"emulator: {fault}" if fault else _link_problem(e, link.url)
+                logged = writer.rows_written
+                raise RunError(f"{why}; {plan.done_rows + logged} of {plan.meta['n']} images are logged in "
+                               f"{plan.run_dir}; finish the run with: "
+                               f"{resume_command(opts, board.name, header, model_name, plan.run_dir)}") from None
         if res.interrupted:
             say(f"interrupted: {plan.done_rows + res.done} of {plan.meta['n']} images logged in {plan.run_dir}; "
-                f"continue with: potnn-bench run --board {board.name} "
-                f"{'--header ' + str(header) if opts.model is None else '--model ' + model_name} "
-                f"--results {opts.results} --resume {plan.run_dir.name}")
+                f"continue with: {resume_command(opts, board.name, header, model_name, plan.run_dir)}")
             return RunOutcome(plan.run_dir, None, True)
         try:
             after = client.info()
@@ -438,6 +534,10 @@ def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
                 plan.meta["stack_measured"] = True
         except (ProtocolError, EmulatorFault, SerialException):
             pass
+        link_stats: dict[str, Any] = {**client.stats.to_dict(), "reasked": res.reasked}
+        if faulty is not None:
+            link_stats.update(faulty.stats.to_dict())
+        plan.meta["link"] = link_stats
         if link.emulator is not None:
             try:
                 plan.meta["emulator_stats"] = link.emulator.stats.to_dict()
@@ -451,7 +551,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     return RunOptions(board=args.board, header=args.header, model=args.model, emulator=args.emulator,
                       pack=args.pack, limit=args.limit, port=args.port, results=args.results,
                       resume=args.resume, flash=not args.no_flash, no_reference=args.no_reference,
-                      build_dir=args.build_dir, opt=args.opt, toolchain=args.toolchain, timeout=args.timeout)
+                      build_dir=args.build_dir, opt=args.opt, toolchain=args.toolchain, timeout=args.timeout,
+                      retries=args.retries, fault_rate=args.fault_rate, fault_seed=args.fault_seed)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,0 +1,260 @@
+"""Protocol fuzzing (issue 7): malformed frames against the real firmware, checked by an exact model.
+
+What is shown here (small counts; ``tests/benchmarks/test_reliability_benchmark.py`` runs the
+large ones): a few thousand malformed frames per board on the emulator with every answer as
+PROTOCOL.md predicts; the model agrees byte for byte with the host build under ASan/UBSan; the
+fuzzer really fails on a hang, a fault and a wrong answer; the CLI prints the counts and exits
+non-zero on a failure; and the coverage harness (firmware/fuzz/fuzz_protocol.c) builds, replays
+its seeds under sanitizers and finds an overflow planted in a copy of the parser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+
+from bench import fuzz
+from bench.build import build, build_host
+from bench.fuzz import FirmwareModel, FuzzFailure, Fuzzer, FuzzTarget, fuzz_emulated
+from bench.protocol import FrameType, NakReason, encode_frame
+from bench.transport import FaultyPort
+from firmware_models import export_tiny
+
+REPO = Path(__file__).resolve().parent.parent
+BOARDS = ["ch32v003", "py32f003"]
+FRAMES_PER_BOARD = 3000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    return export_tiny(tmp_path_factory.mktemp("model"), n_images=16)
+
+
+def _refs(tiny) -> dict[bytes, list[int]]:
+    return {tiny.images[i].tobytes(): [int(v) for v in tiny.reference[i]] for i in range(len(tiny.images))}
+
+
+# ----------------------------------------------------------------------------- the model
+def test_model_predicts_the_documented_naks() -> None:
+    """The PROTOCOL.md table, row by row, on the model alone."""
+    m = FirmwareModel(capacity=256, input_size=256)
+    assert [e.payload for e in m.feed(bytes([0xA5, 0x5A, 1, 2]) + (5000).to_bytes(2, "little"))] == \
+        [bytes([NakReason.BAD_LENGTH, 2]) + (256).to_bytes(2, "little")]
+    bad = bytearray(encode_frame(FrameType.INFO_REQ))
+    bad[-1] ^= 1
+    assert m.feed(bytes(bad))[0].payload == bytes([NakReason.BAD_CRC, 1, 0, 0])
+    assert m.feed(encode_frame(FrameType.INFO_REQ, version=7))[0].payload == bytes([NakReason.BAD_VERSION, 1, 1, 0])
+    assert m.feed(encode_frame(0x42, b"xyz"))[0].payload == bytes([NakReason.UNKNOWN_TYPE, 0x42, 0, 0])
+    assert m.feed(encode_frame(FrameType.INFER_REQ, bytes(10)))[0].payload == \
+        bytes([NakReason.BAD_LENGTH, 2]) + (256).to_bytes(2, "little")
+    # a cut-off frame swallows the start of the next one; filler ends it with a bad CRC
+    assert m.feed(encode_frame(FrameType.INFER_REQ, bytes(256))[:100]) == [] and m.busy
+    filler, events = m.complete()
+    assert not m.busy and len(filler) == 264 - 100 and events[0].payload[0] == NakReason.BAD_CRC
+    dropped = m.dropped
+    m.feed(b"\x00\x01\xa5\x00junk")
+    assert m.dropped == dropped + 2 + 4 and m.naks == 6
+
+
+def test_model_agrees_with_the_host_build_under_sanitizers(tiny, tmp_path: Path) -> None:
+    """2000 frames into the pty of the ASan/UBSan host build: same NAKs, counters and logits."""
+    if os.environ.get("POTNN_SKIP_ASAN"):
+        pytest.skip("POTNN_SKIP_ASAN set")
+    exe = build_host(tiny.header, tmp_path, sanitize=True).exe
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pty = proc.stdout.readline().split()[1]
+        port = serial.Serial(pty, 115200, timeout=0.05)
+        stats = Fuzzer(FuzzTarget(port, partial_timeout_s=0.3, name="host"), _refs(tiny), seed=11,
+                       timeouts=3).run(2000)
+        port.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "AddressSanitizer" not in err and "runtime error" not in err, err
+    assert stats.malformed == 2000 and stats.timeouts == 3
+    assert stats.valid["INFO"] > 100 and stats.valid["INFER"] > 50
+
+
+# ----------------------------------------------------------------------------- the emulator
+@pytest.mark.parametrize("board", BOARDS)
+def test_a_few_thousand_malformed_frames_per_board(tiny, tmp_path: Path, board: str) -> None:
+    fw = build(board, tiny.header, tmp_path / board)
+    stats = fuzz_emulated(board, fw.elf, _refs(tiny), FRAMES_PER_BOARD, seed=7, expected_hash=fw.model_hash)
+    print(f"\nfuzz {board}: " + "\n".join(stats.lines()))
+    assert stats.malformed == FRAMES_PER_BOARD
+    assert all(stats.frames[k] > 100 for k in fuzz.KINDS if k != "burst") and stats.bursts > 10
+    assert set(stats.naks) == {r.value for r in NakReason}            # every NAK reason, each as predicted
+    assert stats.valid["INFO"] > 300 and stats.valid["INFER"] > 200
+    assert stats.timeouts >= 2                                         # partial frames left to the firmware
+    assert stats.info["naks_sent"] == sum(stats.naks.values())         # the firmware's own count agrees
+
+
+HAZARD_HEADER = """/* potnn export v1: synthetic header for the fuzzer's failure tests */
+#include <stdint.h>
+#define POTNN_EXPORT_VERSION 1
+#define POTNN_INPUT_C 1
+#define POTNN_INPUT_H 16
+#define POTNN_INPUT_W 16
+#define POTNN_INPUT_SIZE 256
+#define POTNN_NUM_CLASSES 10
+#define POTNN_RAM_BYTES 0
+#define POTNN_WEIGHT_BYTES 0
+int potnn_predict(const uint8_t *input, int32_t *logits);
+int potnn_predict(const uint8_t *input, int32_t *logits)
+{
+    volatile uint32_t spin = 0;
+    int k, best = 0;
+    if (input[0] == 0x42u)                 /* hang */
+        for (;;)
+            spin++;
+    if (input[0] == 0x43u)                 /* store to an address the chip does not have */
+        *(volatile uint32_t *)0x30000000u = spin;
+    for (k = 0; k < POTNN_NUM_CLASSES; k++) {
+        int32_t v = (int32_t)input[k] - k;
+        if (logits)
+            logits[k] = v;
+        if (v > (int32_t)input[best] - best)
+            best = k;
+    }
+    return best;
+}
+"""
+
+
+def _hazard_logits(image: bytes) -> list[int]:
+    return [image[k] - k for k in range(10)]
+
+
+@pytest.fixture(scope="module")
+def hazard_fw(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("hazard")
+    header = d / "hazard.h"
+    header.write_text(HAZARD_HEADER)
+    return header, build("ch32v003", header, d / "build")
+
+
+@pytest.mark.parametrize("trigger, kind", [(0x42, "hang"), (0x43, "unmapped-write")])
+def test_the_fuzzer_fails_on_a_hang_and_on_a_fault(hazard_fw, trigger: int, kind: str) -> None:
+    _, fw = hazard_fw
+    ok = bytes([1]) + bytes(range(1, 256))
+    bad = bytes([trigger]) + ok[1:]
+    refs = {ok: _hazard_logits(ok), bad: _hazard_logits(bad)}
+    with pytest.raises(FuzzFailure) as e:
+        fuzz_emulated("ch32v003", fw.elf, refs, 2000, seed=3, launch_opts={"hang_instructions": 3_000_000})
+    msg = str(e.value)
+    assert "faulted" in msg and kind in msg and "seed 3" in msg and "\n" not in msg
+
+
+def test_the_fuzzer_fails_on_a_wrong_answer(hazard_fw) -> None:
+    _, fw = hazard_fw
+    image = bytes([1]) + bytes(range(1, 256))
+    wrong = _hazard_logits(image)
+    wrong[3] += 1                                   # the firmware is right; the reference says otherwise
+    with pytest.raises(FuzzFailure, match="INFER answer differs from the reference"):
+        fuzz_emulated("ch32v003", fw.elf, {image: wrong}, 2000, seed=4)
+
+
+def test_the_fuzzer_notices_a_single_corrupted_byte(tiny, tmp_path: Path) -> None:
+    """Over a link that corrupts about one byte in 400, the exact oracle must object."""
+    from bench.emulator import launch
+
+    fw = build("ch32v003", tiny.header, tmp_path / "b")
+    with launch("ch32v003", fw.elf) as emu:
+        port = FaultyPort(emu.open_serial(timeout=0.05), 0.0025, seed=5, kinds=("corrupt",))
+        with pytest.raises(FuzzFailure, match="wrong answer|corrupt frame|INFO counts|differs|hung"):
+            Fuzzer(FuzzTarget(port), _refs(tiny), seed=5, answer_timeout_s=3).run(2000)
+    assert sum(port.stats.faults.values()) >= 1
+
+
+# ----------------------------------------------------------------------------- the CLI
+def test_cli_prints_the_counts_and_passes(tiny, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "fuzz", "--board", "ch32v003", "--header",
+                        str(tiny.header), "--frames", "400", "--seed", "21", "--no-reference",
+                        "--build-dir", str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "seed 21" in r.stdout and "malformed frames 400" in r.stdout
+    assert "fuzz passed: 400 malformed frames, no hang, no fault, no wrong answer" in r.stdout
+
+
+def test_cli_exits_non_zero_on_a_wrong_answer(hazard_fw, tmp_path: Path) -> None:
+    """The real CLI path: MNIST images, the header's .ref.npz (deliberately off by one)."""
+    from bench.reference import write_reference
+    from potnn.data import DatasetError, load_mnist
+
+    shared = REPO.parent / "shared" / "datasets" / "mnist"
+    env = dict(os.environ)
+    if not env.get("POTNN_DATA") and shared.is_dir():
+        env["POTNN_DATA"] = str(shared)
+    try:
+        old = os.environ.get("POTNN_DATA")
+        os.environ["POTNN_DATA"] = env.get("POTNN_DATA", "")
+        images, _ = load_mnist("test", 16)
+    except DatasetError as e:
+        pytest.skip(f"MNIST not available: {e}")
+    finally:
+        if old is None:
+            os.environ.pop("POTNN_DATA", None)
+        else:
+            os.environ["POTNN_DATA"] = old
+    header = tmp_path / "hazard.h"
+    shutil.copyfile(hazard_fw[0], header)
+    logits = np.array([_hazard_logits(img.tobytes()) for img in images[:32]] + [[0] * 10] * (len(images) - 32),
+                      dtype=np.int32)
+    logits[:32, 5] += 1
+    write_reference(header, logits, images)
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "fuzz", "--board", "ch32v003", "--header", str(header),
+                        "--frames", "300", "--seed", "8", "--build-dir", str(tmp_path / "b")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fuzz FAILED: INFER answer differs from the reference")
+    assert "reproduce with: potnn-bench fuzz --board ch32v003 --frames 300 --seed 8" in err[0]
+    assert "Traceback" not in r.stderr
+    assert "malformed frames" in r.stdout and "valid requests answered correctly" in r.stdout   # the counts
+
+
+# ----------------------------------------------------------------------------- coverage harness
+def test_coverage_harness_replays_its_seeds_under_sanitizers(tmp_path: Path) -> None:
+    if os.environ.get("POTNN_SKIP_ASAN"):
+        pytest.skip("POTNN_SKIP_ASAN set")
+    exe = fuzz.build_libfuzzer(tmp_path / "replay", standalone=True)
+    corpus = fuzz.write_seed_corpus(tmp_path / "corpus")
+    r = subprocess.run([str(exe), *map(str, sorted(corpus.iterdir()))], capture_output=True, text=True,
+                       env={**os.environ, "FUZZ_RANDOM": "3000"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "replayed 64 files and 3000 random inputs" in r.stdout
+
+
+def test_coverage_harness_finds_an_overflow_planted_in_the_parser(tmp_path: Path) -> None:
+    """A parser that accepts 64 bytes more than its buffer: the sanitizers must stop it."""
+    if os.environ.get("POTNN_SKIP_ASAN"):
+        pytest.skip("POTNN_SKIP_ASAN set")
+    src = (REPO / "firmware" / "protocol.c").read_text()
+    assert "if (rx->length > rx->capacity) {" in src
+    broken = tmp_path / "protocol.c"
+    broken.write_text(src.replace("if (rx->length > rx->capacity) {", "if (rx->length > rx->capacity + 64u) {"))
+    exe = fuzz.build_libfuzzer(tmp_path / "broken", standalone=True, protocol_c=broken)
+    crash = tmp_path / "crash"
+    crash.write_bytes(b"\x00" + encode_frame(FrameType.INFER_REQ, bytes(300)))
+    r = subprocess.run([str(exe), str(crash)], capture_output=True, text=True,
+                       env={**os.environ, "FUZZ_RANDOM": "0"}, timeout=120)
+    assert r.returncode != 0 and "AddressSanitizer" in r.stderr and "buffer-overflow" in r.stderr
+
+
+def test_libfuzzer_target_builds_and_runs_where_clang_is_installed(tmp_path: Path) -> None:
+    if not shutil.which("clang"):
+        pytest.skip("clang not installed (apt-get install clang): the coverage fuzzer needs libFuzzer")
+    exe = fuzz.build_libfuzzer(tmp_path / "lf")
+    corpus = fuzz.write_seed_corpus(tmp_path / "corpus")
+    r = subprocess.run([str(exe), "-runs=3000", "-max_len=4096", str(corpus)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Done 3000 runs" in r.stderr

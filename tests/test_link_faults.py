@@ -1,0 +1,330 @@
+"""Link faults (issue 7): a lossy link costs retries, never a lost, doubled or wrong row.
+
+The fault injector (``bench.transport.FaultyPort``) is tested on pyserial's own ``loop://``
+port; the client's retry rules on the scripted port of test_protocol; the whole run on the
+Unicorn emulator at a fault rate of 1 % per byte, and with its serial port vanishing mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+
+from bench import results as R
+from bench import run as run_mod
+from bench.protocol import BenchClient, BenchTimeout, FrameType, NakError, NakReason, encode_frame
+from bench.reference import Reference
+from bench.transport import FaultyPort
+from firmware_models import export_tiny
+from test_protocol import ScriptedPort
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _loop() -> serial.SerialBase:
+    return serial.serial_for_url("loop://", timeout=0.05)
+
+
+# ----------------------------------------------------------------------------- the injector
+def test_rate_zero_carries_every_byte_untouched() -> None:
+    port = FaultyPort(_loop(), 0.0, seed=1)
+    data = bytes(range(256)) * 8
+    port.write(data)
+    assert port.read(len(data)) == data
+    assert port.stats.bytes_out == port.stats.bytes_in == len(data) and not port.stats.faults
+
+
+@pytest.mark.parametrize("kind", ["drop", "corrupt", "delay"])
+def test_each_fault_kind_does_what_it_says(kind: str) -> None:
+    data = bytes(range(1, 200))
+    port = FaultyPort(_loop(), 1.0, seed=2, kinds=(kind,), max_delay_s=0.003)
+    start = time.monotonic()
+    port.write(data)
+    got = b""
+    while time.monotonic() - start < 2 and len(got) < len(data):
+        chunk = port.read(4096)
+        got += chunk
+        if kind == "drop" and not chunk:
+            break
+    if kind == "drop":
+        assert got == b""                                   # every byte lost (on the way out)
+        assert port.stats.faults["out", "drop"] == len(data)
+    elif kind == "corrupt":
+        # corrupted on the way out and again on the way in: XOR with two non-zero values
+        assert len(got) == len(data) and port.stats.faults["out", "corrupt"] == len(data)
+        assert port.stats.faults["in", "corrupt"] == len(data)
+    else:
+        assert got == data                                  # late, but whole and in order
+        assert time.monotonic() - start >= 0.001 * len(data)
+
+
+def test_faults_are_reproducible_and_at_the_asked_rate() -> None:
+    def once() -> tuple[bytes, dict[str, int]]:
+        port = FaultyPort(_loop(), 0.01, seed=42, kinds=("drop", "corrupt"))
+        data = bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8))
+        out = b""
+        for at in range(0, len(data), 1000):          # loop:// holds at most 4096 bytes
+            port.write(data[at:at + 1000])
+            while chunk := port.read(65536):
+                out += chunk
+        return out, port.stats.to_dict()
+
+    a, stats = once()
+    b, _ = once()
+    assert a == b
+    faults = sum(v for k, v in stats.items() if not k.startswith("bytes"))
+    assert abs(faults - 400) < 4 * np.sqrt(400)             # 2 x 20 000 bytes at 1 %
+
+
+def test_a_port_that_disappears_raises_serial_exception() -> None:
+    port = FaultyPort(_loop(), 0.0, disconnect_after=10)
+    port.write(b"12345")
+    with pytest.raises(serial.SerialException, match="port disappeared"):
+        port.write(b"678901")
+    with pytest.raises(serial.SerialException):
+        port.read(1)
+
+
+# ----------------------------------------------------------------------------- client rules
+INFO = (bytes.fromhex("0001") + bytes(4) + (4).to_bytes(2, "little") + (1).to_bytes(2, "little")
+        + bytes(6) + (4).to_bytes(2, "little") + bytes([32, 0]) + bytes(6) + b"\x04test")
+ANSWER = (0).to_bytes(2, "little") + (1).to_bytes(2, "little") + (9).to_bytes(4, "little") + (5).to_bytes(4, "little")
+
+
+def _nak(reason: int, req: int, detail: int) -> bytes:
+    return encode_frame(FrameType.NAK, bytes([reason, req]) + detail.to_bytes(2, "little"))
+
+
+def test_a_retry_first_ends_any_partial_frame_with_filler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bench.protocol.QUIET_S", 0.0)
+    # INFO, then an INFER whose first attempt gets no answer: filler (capacity 4 + 6 + margin), retry
+    port = ScriptedPort([encode_frame(FrameType.INFO_RESP, INFO), b"", b"", encode_frame(FrameType.INFER_RESP, ANSWER)])
+    client = BenchClient(port, timeout=0.2, infer_timeout=0.2, retries=1)
+    assert client.info().rx_capacity == 4
+    assert client.infer(b"abcd").logits == [5]
+    request = encode_frame(FrameType.INFER_REQ, b"abcd")
+    assert port.written[1:] == [request, bytes(4 + 6 + BenchClient.FILLER_MARGIN), request]
+    assert client.stats.to_dict() == {"requests": 2, "attempts": 3, "retries": 1, "recovered": 1,
+                                      "no_answer": 1, "corrupt_answers": 0, "naks_retried": 0,
+                                      "filler_bytes": 4 + 6 + BenchClient.FILLER_MARGIN, "barriers": 0}
+
+
+def test_after_a_retry_an_info_barrier_swallows_late_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first attempt's answer comes late, after the retry's: it must not answer the next request."""
+    monkeypatch.setattr("bench.protocol.QUIET_S", 0.0)
+    late = (0).to_bytes(2, "little") + (1).to_bytes(2, "little") + bytes(4) + (8).to_bytes(4, "little")
+    port = ScriptedPort([encode_frame(FrameType.INFO_RESP, INFO), b"", b"",
+                         encode_frame(FrameType.INFER_RESP, ANSWER) + encode_frame(FrameType.INFER_RESP, ANSWER),
+                         encode_frame(FrameType.INFER_RESP, late) + encode_frame(FrameType.INFO_RESP, INFO),
+                         encode_frame(FrameType.INFER_RESP, late)])
+    client = BenchClient(port, timeout=0.2, infer_timeout=0.2, retries=1, barriers=True)
+    client.info()
+    assert client.infer(b"abcd").logits == [5]
+    assert port.written[-1] == encode_frame(FrameType.INFO_REQ)          # the barrier
+    assert client.infer(b"efgh").logits == [8]                           # not the stale [5]
+    assert client.stats.barriers == 1
+
+
+def test_a_refusal_the_link_caused_is_retried_a_real_one_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bench.protocol.QUIET_S", 0.0)
+    once = ScriptedPort([_nak(NakReason.BAD_LENGTH, FrameType.INFER_REQ, 4), encode_frame(FrameType.INFER_RESP, ANSWER)])
+    assert BenchClient(once, confirm_naks=True, retries=3).infer(b"abcd").logits == [5]
+    twice = ScriptedPort([_nak(NakReason.BAD_LENGTH, FrameType.INFER_REQ, 4)] * 2)
+    with pytest.raises(NakError, match="bad length"):
+        BenchClient(twice, confirm_naks=True, retries=3).infer(b"abcd")
+    assert len(twice.written) == 2
+    other_type = ScriptedPort([_nak(NakReason.UNKNOWN_TYPE, 0x42, 0), encode_frame(FrameType.INFER_RESP, ANSWER)])
+    assert BenchClient(other_type, retries=1).infer(b"abcd").logits == [5]     # not about this request
+
+
+def test_unlimited_retries_stop_at_the_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bench.protocol.QUIET_S", 0.0)
+    port = ScriptedPort([])
+    start = time.monotonic()
+    with pytest.raises(BenchTimeout, match=r"board stopped answering \(no answer to request 0x01, \d+ attempts in 0\.\d s\)"):
+        BenchClient(port, timeout=0.15, retries=None, budget_s=0.6, adaptive=True).info()
+    assert 0.6 <= time.monotonic() - start < 2.0 and len(port.written) >= 2
+
+
+def test_an_answer_that_breaks_its_own_rules_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bench.protocol.QUIET_S", 0.0)
+    lying = (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + bytes(4) + (5).to_bytes(4, "little")
+    port = ScriptedPort([encode_frame(FrameType.INFO_RESP, INFO), encode_frame(FrameType.INFER_RESP, lying),
+                         b"", encode_frame(FrameType.INFER_RESP, ANSWER)])
+    client = BenchClient(port, retries=2)
+    client.info()
+    assert client.infer(b"abcd").cls == 0 and client.stats.corrupt_answers == 1
+
+
+# ----------------------------------------------------------------------------- the run loop
+K, N = 10, 12
+
+
+def _data():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (N, 1, 16, 16)).astype(np.uint8)
+    logits = rng.integers(-100, 100, (N, K)).astype(np.int32)
+    return images, rng.integers(0, K, N), logits
+
+
+class LinkBoard:
+    """Answers with the reference logits, except for scripted deviations per request number."""
+
+    def __init__(self, images, logits, wrong_at: set[int] = frozenset(), always_wrong: set[int] = frozenset(),
+                 noise: bool = False):
+        self.by_image = {images[i].tobytes(): i for i in range(len(images))}
+        self.logits, self.wrong_at, self.always_wrong, self.noise = logits, wrong_at, always_wrong, noise
+        self.calls = 0
+
+    def __call__(self, image: bytes) -> run_mod.Inference:
+        i = self.by_image[image]
+        self.calls += 1
+        out = [int(v) for v in self.logits[i]]
+        if self.calls in self.wrong_at or i in self.always_wrong:
+            out[0] += 7
+        if self.noise:
+            out[1] += self.calls                        # never the same answer twice
+        return run_mod.Inference(int(np.argmax(out)), out, 100)
+
+
+def test_a_one_off_wrong_answer_is_asked_again_and_not_logged(tmp_path: Path) -> None:
+    images, labels, logits = _data()
+    ref = Reference.from_array(logits, images)
+    plan = run_mod.plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None, K)
+    board = LinkBoard(images, logits, wrong_at={3}, always_wrong={7})
+    with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w:
+        res = run_mod.stream(images, labels, range(N), board, w, ref)
+    rows = R.read_rows(plan.run_dir / R.ROWS_CSV)
+    assert rows["index"].tolist() == list(range(N))
+    assert rows.loc[rows["match"] == 0, "index"].tolist() == [7]      # the firmware's mismatch, confirmed
+    assert (R.logits_of(rows)[2] == logits[2]).all()                  # request 3 was image 2: re-asked
+    assert res.mismatches == 1 and res.reasked == 2 + 1
+
+
+def test_answers_that_never_repeat_stop_the_run_without_logging(tmp_path: Path) -> None:
+    images, labels, logits = _data()
+    ref = Reference.from_array(logits, images)
+    plan = run_mod.plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None, K)
+    with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, \
+            pytest.raises(run_mod.RunError, match="no two in a row agree; the link corrupts answers"):
+        run_mod.stream(images, labels, range(N), LinkBoard(images, logits, noise=True), w, ref)
+    assert len(R.read_rows(plan.run_dir / R.ROWS_CSV)) == 0
+
+
+# ----------------------------------------------------------------------------- on the emulator
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    return export_tiny(tmp_path_factory.mktemp("model"), n_images=160)
+
+
+def _opts(tiny, tmp_path: Path, build_dir: Path, **kw) -> run_mod.RunOptions:
+    labels = np.argmax(tiny.reference, axis=1)
+    base = dict(board="ch32v003", header=tiny.header, emulator="unicorn", results=tmp_path / "results",
+                build_dir=build_dir, show_progress=False, dataset=(tiny.images, labels),
+                reference=Reference.from_array(tiny.reference, tiny.images))
+    base.update(kw)
+    return run_mod.RunOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("build")
+
+
+def test_a_run_at_fault_rate_one_percent_logs_every_image_once_and_correctly(tiny, tmp_path: Path,
+                                                                             build_dir: Path) -> None:
+    start = time.monotonic()
+    out = run_mod.execute(_opts(tiny, tmp_path, build_dir, limit=20, fault_rate=0.01, fault_seed=1))
+    wall = time.monotonic() - start
+    s = out.summary
+    assert s is not None and s["n"] == 20 and s["mismatches"] == 0 and s["fault_rate"] == 0.01
+    rows = R.read_rows(out.run_dir / R.ROWS_CSV)
+    assert rows["index"].tolist() == list(range(20))                  # each image exactly once
+    assert (R.logits_of(rows) == tiny.reference[:20]).all()           # and every result correct
+    link = s["link"]
+    assert link["retries"] > 10 and link["drop_out"] + link["corrupt_out"] + link["drop_in"] > 20
+    print(f"\nfault rate 0.01, 20 images in {wall:.1f} s: {link}")
+    assert f"link: {link['requests']} requests ({link['barriers']} barriers), {link['retries']} retries" \
+        in run_mod.format_summary(s, out.run_dir)
+    assert link["requests"] == 20 + 2 + link["barriers"] + link["reasked"]   # INFERs, INFO before and after
+
+
+def test_a_port_that_disappears_mid_run_keeps_its_rows_and_resume_finishes(tiny, tmp_path: Path, build_dir: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.emulator as emulator_pkg
+
+    real_launch = emulator_pkg.launch
+    launched: list = []
+
+    def launch_and_remember(*a, **kw):
+        emu = real_launch(*a, **kw)
+        launched.append(emu)
+        return emu
+
+    monkeypatch.setattr(emulator_pkg, "launch", launch_and_remember)
+    results = tmp_path / "results"
+
+    def pull_the_plug() -> None:                      # the emulator's serial port goes away
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = list(results.glob(f"*/{R.ROWS_CSV}"))
+            if launched and rows and rows[0].read_text().count("\n") > 10:
+                launched[0].bridge.close()
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=pull_the_plug, daemon=True)
+    watcher.start()
+    with pytest.raises(run_mod.RunError) as e:
+        run_mod.execute(_opts(tiny, tmp_path, build_dir, limit=160))
+    watcher.join(5)
+    msg = str(e.value)
+    assert msg.startswith("lost the serial port socket://127.0.0.1:") and "\n" not in msg
+    run_dir = next(results.iterdir())
+    kept = R.read_rows(run_dir / R.ROWS_CSV, allow_torn_tail=True)
+    assert f"{len(kept)} of 160 images are logged in {run_dir}" in msg
+    assert f"finish the run with: potnn-bench run --board ch32v003 --header {tiny.header} --results {results} " \
+           f"--resume {run_dir.name}" in msg
+    assert 10 <= len(kept) < 160
+    monkeypatch.setattr(emulator_pkg, "launch", real_launch)
+    done = run_mod.execute(_opts(tiny, tmp_path, build_dir, resume=run_dir.name))
+    assert done.run_dir == run_dir and done.summary is not None and done.summary["n"] == 160
+    rows = R.read_rows(run_dir / R.ROWS_CSV)
+    assert rows["index"].tolist()[: len(kept)] == kept["index"].tolist()
+    assert sorted(rows["index"]) == list(range(160)) and rows["index"].is_unique
+    assert (R.logits_of(rows.sort_values("index")) == tiny.reference).all()
+
+
+def test_fault_rate_from_the_command_line(tmp_path: Path, build_dir: Path) -> None:
+    """``potnn-bench run --fault-rate``: the real CLI path with MNIST and the reference .npz."""
+    from bench.reference import write_reference
+    from potnn.data import DatasetError, load_mnist
+
+    shared = REPO.parent / "shared" / "datasets" / "mnist"
+    env = dict(os.environ)
+    if not env.get("POTNN_DATA") and shared.is_dir():
+        env["POTNN_DATA"] = str(shared)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POTNN_DATA", env.get("POTNN_DATA", ""))
+        try:
+            images, _ = load_mnist("test", 16)
+        except DatasetError as e:
+            pytest.skip(f"MNIST not available: {e}")
+    m = export_tiny(tmp_path, n_images=2)
+    import potnn
+
+    write_reference(m.header, potnn.simulate(m.model, images), images)
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--board", "ch32v003", "--header", str(m.header),
+                        "--emulator", "unicorn", "--limit", "8", "--fault-rate", "0.01", "--fault-seed", "3",
+                        "--results", str(tmp_path / "r"), "--build-dir", str(build_dir)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "mismatches 0" in r.stdout and "fault rate 0.01: drop_out" in r.stdout
