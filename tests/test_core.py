@@ -252,11 +252,12 @@ class _KernelCase(nn.Module):
 
 # (name, channels, size, conv factory, pool, second-conv factory or None, encodings)
 _VARIANTS = [
-    ("in-place, input-major, pool", 1, 10, lambda: PoTConv2d(1, 4, 3, padding=1), (2, 2, 0), None, {}),
-    ("in-place, pool with padding", 1, 9, lambda: PoTConv2d(1, 4, 3, padding=1), (3, 2, 1), None, {}),
-    ("compact, channel-major, pool with padding", 4, 9, lambda: PoTConv2d(4, 6, 3, padding=1), (3, 2, 1), None, {}),
+    ("in place, pool", 1, 10, lambda: PoTConv2d(1, 4, 3, padding=1), (2, 2, 0), None, {}),
+    ("in place, pool with padding", 1, 9, lambda: PoTConv2d(1, 4, 3, padding=1), (3, 2, 1), None, {}),
+    ("compact, pool with padding", 4, 9, lambda: PoTConv2d(4, 6, 3, padding=1), (3, 2, 1), None, {}),
     ("compact, stride 2, groups", 8, 8, lambda: PoTConv2d(8, 6, 3, stride=2, padding=1, groups=2), None, None, {}),
-    ("compact, input-major (window wider than the image)", 1, 2, lambda: PoTConv2d(1, 4, 3, padding=1), None, None, {}),
+    ("compact (window wider than the image)", 1, 2, lambda: PoTConv2d(1, 4, 3, padding=1), None, None, {}),
+    ("compact, looped border copy", 33, 8, lambda: PoTConv2d(33, 11, 3, padding=1, groups=11), None, None, {}),
     ("receptive field over the copy limit", 8, 7, lambda: PoTConv2d(8, 4, 5, padding=2), None, None, {}),
     ("depthwise, looped border copy", 4, 10, lambda: potnn.PoTDepthwiseConv2d(4, 5, padding=2, depth_multiplier=2),
      (2, 2, 0), None, {}),
@@ -264,7 +265,7 @@ _VARIANTS = [
        lambda: PoTConv2d(4, 5, 3, padding=1), {"second": e, "fc": e}) for e in ("unroll", "fp130", "5level", "2bit", "ternary")),
     *((f"packed {e}, pool", 3, 8, lambda: PoTConv2d(3, 5, 3, padding=1), (2, 2, 0), None, {"conv": e})
       for e in ("fp130", "5level", "2bit", "ternary")),
-    ("packed fp130 over the copy limit", 8, 7, lambda: PoTConv2d(8, 4, 5, padding=2), None, None, {"conv": "fp130"}),
+    ("packed fp130 over the copy limit", 12, 6, lambda: PoTConv2d(12, 4, 5, padding=2), None, None, {"conv": "fp130"}),
     ("packed 2bit depthwise, looped border copy", 4, 10,
      lambda: potnn.PoTDepthwiseConv2d(4, 5, padding=2, depth_multiplier=2), None, None, {"conv": "2bit"}),
 ]
@@ -272,8 +273,8 @@ _VARIANTS = [
 
 @pytest.mark.parametrize("variant", _VARIANTS, ids=[v[0] for v in _VARIANTS])
 def test_every_kernel_variant_is_exact(variant, tmp_path: Path) -> None:
-    """Each code path of the conv emitters (in-place or copied receptive field, input- or channel-major,
-    static or clipped pool windows, the fallbacks over PATCH_LIMIT, signed inputs, every packed encoding)
+    """Each code path of the conv emitters (receptive field read in place or copied, unrolled or looped
+    border copies, static or clipped pool windows, the fallbacks over the copy limits, signed inputs, every packed encoding)
     on the host with ASan/UBSan: the stress test reaches most of them only by chance."""
     _, c, size, conv, pool, second, encodings = variant
     torch.manual_seed(1)
@@ -284,8 +285,8 @@ def test_every_kernel_variant_is_exact(variant, tmp_path: Path) -> None:
         if pool is not None:
             probe = nn.functional.max_pool2d(probe, *pool)
     model = _KernelCase(first, pool, nxt, probe.numel())
-    config = potnn.Config(mean=[0.4] * c, std=[0.3] * c, input_h=size, input_w=size, input_channels=c,
-                          layer_encodings=encodings)
+    config = potnn.Config(flash=10**6, ram=10**6, mean=[0.4] * c, std=[0.3] * c, input_h=size, input_w=size,
+                          input_channels=c, layer_encodings=encodings)
     images = _images(48, (c, size, size), seed=2)
     images[0], images[1] = 0, 255
     x = (torch.from_numpy(images).float() / 255 - 0.4) / 0.3
@@ -293,3 +294,25 @@ def test_every_kernel_variant_is_exact(variant, tmp_path: Path) -> None:
     potnn.prepare_qat(model, config)
     potnn.export(model, tmp_path / "m.h", config)
     assert np.array_equal(run_header(tmp_path / "m.h", images, 3)[1], potnn.simulate(model, images))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4, 6, 9])
+def test_flash_estimate_covers_the_rv32ec_build(seed: int, tmp_path: Path) -> None:
+    """potnn.export refuses models by its flash estimate, so it must not be below the real -Os RV32EC code
+    and tables (the build's potnn_* symbols), nor far above it (it would refuse models that fit)."""
+    from bench.board import load_board
+    from bench.build import BudgetError, build
+    from bench.toolchain import ToolchainError, find_toolchain
+    from random_models import make_case
+
+    try:
+        find_toolchain(load_board("ch32v003"), "gnu")
+    except ToolchainError as exc:
+        pytest.skip(str(exc))
+    case = make_case(seed, n_images=8)
+    report = potnn.export(case.model, tmp_path / "m.h", case.config)
+    try:
+        actual = build("ch32v003", tmp_path / "m.h", tmp_path / "build", toolchain="gnu").model_flash_bytes
+    except BudgetError as exc:  # over 16 KB: the measuring link still has the sizes
+        actual = exc.size.model_flash_bytes
+    assert actual <= report.flash_estimate <= 1.25 * actual + 300, (case.description, actual, report.flash_estimate)

@@ -19,14 +19,18 @@ not trained, so they are dense (almost no zero weights): the worst case for ``un
 zero weights cost nothing. Figures are per inference and do not depend on the image except for
 the data-dependent branches of the requantisation clamp (a few per output).
 
-``POTNN_KERNEL_BOARDS=ch32v003`` limits the boards; ``POTNN_KERNEL_CASES=a,b`` the cases.
+``POTNN_KERNEL_BOARDS=ch32v003`` limits the boards; ``POTNN_KERNEL_CASES=a,b`` the cases;
+``POTNN_KERNEL_EXPORT=old/export.py`` measures another version of ``potnn/export.py`` (loaded as
+``potnn._export_under_test``), e.g. the one before a change, for a before/after comparison.
 """
 
 from __future__ import annotations
 
 import bisect
+import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,8 +91,9 @@ class DepthwiseNet(nn.Module):
 @dataclass(frozen=True)
 class Case:
     name: str
-    build: Callable[[], nn.Module]
+    build: Callable[[], nn.Module] | None = None
     encodings: dict[str, str] = field(default_factory=dict)
+    zoo: str | None = None  # a trained zoo model instead (potnn.zoo.load)
 
 
 CASES = [
@@ -100,6 +105,19 @@ CASES = [
     Case("depthwise", DepthwiseNet, {"fc": "fp130"}),
     Case("depthwise/packed", DepthwiseNet, {"conv1": "ternary", "dw": "2bit", "pw": "5level", "fc": "fp130"}),
 ]
+
+
+
+def _zoo_cases() -> list[Case]:
+    """The trained zoo models that are shipped (their weights are the ones that matter in the end)."""
+    try:
+        from potnn import zoo
+        return [Case(f"zoo/{m.name}", zoo=m.name) for m in zoo.available()]
+    except Exception:  # a zoo in the middle of a change must not stop the kernel benchmark
+        return []
+
+
+CASES += _zoo_cases()
 BOARDS = ["ch32v003", "py32f003"]
 
 
@@ -111,7 +129,11 @@ def _images(n: int) -> np.ndarray:
 
 
 def prepare(case: Case) -> tuple[nn.Module, potnn.Config]:
-    """The case's model, calibrated (seeded) on MNIST images, ready for export."""
+    """The case's model, calibrated (seeded) on MNIST images, ready for export (a zoo model: as trained)."""
+    if case.zoo is not None:
+        from potnn import zoo
+        return zoo.load(case.zoo), zoo.get(case.zoo).recipe.config
+    assert case.build is not None
     torch.manual_seed(0)
     config = potnn.Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, input_h=16, input_w=16,
                           input_channels=1, layer_encodings=dict(case.encodings), default_encoding="unroll")
@@ -169,6 +191,7 @@ class Measured:
     per_function: dict[str, float]     # instructions per inference
     flash: dict[str, int]              # function + its tables, bytes
     model_flash: int
+    stack: int                         # deepest stack of the whole firmware, bytes
 
 
 def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref: np.ndarray) -> Measured:
@@ -185,6 +208,7 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
     starts = [f[0] for f in funcs]
     counts: dict[str, int] = {}
     block_cache: dict[int, tuple[str, int]] = {}
+    layer = ["?"]  # the layer function that ran last: shared kernels (potnn_dot_*) count for it
     with launch(board, result.elf, start=False) as emu:
         def on_block(uc, address: int, size: int, _ud: object) -> None:
             hit = block_cache.get(address)
@@ -193,7 +217,12 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
                 name = funcs[k][2] if k >= 0 and address < funcs[k][1] else "?"
                 n = sum(1 for _ in emu.cs.disasm_lite(bytes(uc.mem_read(address, size)), address))
                 hit = block_cache[address] = (name, n)
-            counts[hit[0]] = counts.get(hit[0], 0) + hit[1]
+            name = hit[0]
+            if re.match(r"potnn_\d+_", name):
+                layer[0] = name
+            elif name.startswith("potnn_dot_"):
+                name = layer[0]
+            counts[name] = counts.get(name, 0) + hit[1]
 
         emu.uc.hook_add(UC_HOOK_BLOCK, on_block)
         emu.start()
@@ -206,21 +235,35 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
             assert list(answer.logits) == ref[i].tolist(), f"{board} image {i}: logits differ from potnn.simulate"
             per.append(emu.last_inference())
         assert emu.fault is None
+        stack = emu.stats.stack_bytes or 0
     n = len(images)
     per_function = {k: (v - before.get(k, 0)) / n for k, v in counts.items() if v != before.get(k, 0)}
     flash: dict[str, int] = {}
     for name, _a, size, _t in syms:
-        m = re.match(r"(potnn_\d+_\w+?)(_[wbs])?$", name)
+        m = re.match(r"(potnn_\d+_\w+?)(_[wbson])?$", name) or re.match(r"(potnn_dot_\w+)$", name)
         if m:
             flash[m.group(1)] = flash.get(m.group(1), 0) + size
     instructions = int(np.mean([p[0] for p in per]))
     cycles = int(np.mean([p[1] for p in per]))
-    return Measured(instructions, cycles, per_function, flash, result.model_flash_bytes)
+    return Measured(instructions, cycles, per_function, flash, result.model_flash_bytes, stack)
+
+
+def _exporter() -> Callable[..., object]:
+    """potnn.export, or the export() of the file POTNN_KERNEL_EXPORT names."""
+    path = os.environ.get("POTNN_KERNEL_EXPORT")
+    if not path:
+        return potnn.export
+    spec = importlib.util.spec_from_file_location("potnn._export_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.export
 
 
 def _selected(items: list, env: str, key: Callable[[object], str]) -> list:
     want = os.environ.get(env)
-    return [x for x in items if want is None or key(x) in want.split(",")]
+    return [x for x in items if not want or key(x) in want.split(",")]
 
 
 @pytest.mark.parametrize("board", _selected(BOARDS, "POTNN_KERNEL_BOARDS", str))
@@ -233,13 +276,14 @@ def test_kernel_speed(board: str, tmp_path: Path) -> None:
     except ToolchainError as exc:
         pytest.skip(str(exc))
     images = _images(N_IMAGES)
+    export = _exporter()
     rows = [("case", "layer", "encoding", "MACs", "instr", "instr/MAC", "flash B", "B/weight")]
     for case in _selected(CASES, "POTNN_KERNEL_CASES", lambda c: c.name):  # type: ignore[attr-defined]
         model, config = prepare(case)
         program = lower(model)
         ref = potnn.simulate(program, images)
         header = tmp_path / f"{re.sub(r'[^0-9A-Za-z]+', '_', case.name)}.h"
-        potnn.export(model, header, config)
+        export(model, header, config)
         keep_layers_apart(header)
         m = run_on_emulator(board, header, tmp_path / header.stem, images, ref)
         total_macs = 0
@@ -251,8 +295,11 @@ def test_kernel_speed(board: str, tmp_path: Path) -> None:
             fl = m.flash.get(fn, 0)
             rows.append((case.name, op.name, op.encoding, str(n_mac), f"{ins:.0f}", f"{ins / n_mac:.2f}",
                          str(fl), f"{fl / op.weight.size:.2f}"))
+        for fn, size in sorted(m.flash.items()):
+            if fn.startswith("potnn_dot_"):
+                rows.append((case.name, "kernel", fn[len("potnn_dot_"):], "", "", "", str(size), ""))
         rows.append((case.name, "total", f"{m.cycles} cyc", str(total_macs), str(m.instructions),
-                     f"{m.instructions / total_macs:.2f}", str(m.model_flash), ""))
+                     f"{m.instructions / total_macs:.2f}", str(m.model_flash), f"stack {m.stack}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"\n== kernel speed, {board} (-Os, {N_IMAGES} images, logits == potnn.simulate) ==")
     for r in rows:
