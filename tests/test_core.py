@@ -12,26 +12,8 @@ import torch.nn as nn
 
 import potnn
 from potnn import PoTConv2d, PoTLinear
+from potnn.zoo.architectures import TinyNet
 from potnn.hostrun import run_header
-
-
-class TinyNet(nn.Module):
-    """The README's model."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = PoTConv2d(1, 8, kernel_size=3, padding=1)
-        self.conv2 = PoTConv2d(8, 16, kernel_size=3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = PoTLinear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        x = nn.functional.max_pool2d(x, 2)
-        x = torch.relu(self.conv2(x))
-        x = self.pool(x).view(x.size(0), -1)
-        return self.fc(x)
-
 
 CONFIG = potnn.Config(flash=16384, ram=2048, mean=0.1307, std=0.3081, input_h=16, input_w=16, input_channels=1)
 

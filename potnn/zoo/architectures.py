@@ -39,3 +39,24 @@ class ConvNet(nn.Module):
             if mode == "pool":
                 x = F.max_pool2d(x, 2)
         return self.fc(x.flatten(1))
+
+
+class TinyNet(nn.Module):
+    """The README's quick-start model: two convs, global average pooling, a linear classifier.
+
+    Kept here so the tests and the benchmark measure exactly the model the README shows.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = PoTConv2d(1, 8, kernel_size=3, padding=1)
+        self.conv2 = PoTConv2d(8, 16, kernel_size=3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = PoTLinear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = nn.functional.max_pool2d(x, 2)
+        x = torch.relu(self.conv2(x))
+        x = self.pool(x).view(x.size(0), -1)
+        return self.fc(x)

@@ -13,29 +13,12 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 import potnn
-from potnn import PoTConv2d, PoTLinear
+from potnn.zoo.architectures import TinyNet
 from potnn.data import MNIST16_MEAN, MNIST16_STD, DatasetError, load_mnist, mnist_loaders
 
 pytestmark = pytest.mark.benchmark
-
-
-class TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = PoTConv2d(1, 8, kernel_size=3, padding=1)
-        self.conv2 = PoTConv2d(8, 16, kernel_size=3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = PoTLinear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        x = nn.functional.max_pool2d(x, 2)
-        x = torch.relu(self.conv2(x))
-        x = self.pool(x).view(x.size(0), -1)
-        return self.fc(x)
 
 
 def test_tinynet_mnist16(tmp_path) -> None:
