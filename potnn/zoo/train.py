@@ -21,7 +21,7 @@ from ..data import load_mnist, mnist_loaders
 from ..export import export
 from ..simulate import simulate
 from ..train import train
-from . import MODELS_DIR, get
+from . import MODELS_DIR, get, load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the zoo's own)")
     parser.add_argument("--epochs", default=None, help="override as FLOAT,QAT (for quick trials)")
+    parser.add_argument("--reexport", action="store_true",
+                        help="only export the shipped weights again (after a change to the C generator)")
     args = parser.parse_args(argv)
     recipe = get(args.name).recipe
     out = args.out or MODELS_DIR / recipe.name
     out.mkdir(parents=True, exist_ok=True)
+    if args.reexport:
+        report = export(load(recipe.name), out / "model.h", recipe.config)
+        meta = get(recipe.name).meta()
+        meta.update(ram_bytes=report.ram_bytes, weight_bytes=report.weight_bytes, flash_estimate=report.flash_estimate)
+        (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(f"{recipe.name}: exported again to {out / 'model.h'}, flash ~{report.flash_estimate} B")
+        return 0
     float_epochs, qat_epochs = (recipe.float_epochs, recipe.qat_epochs) if args.epochs is None else \
         tuple(int(v) for v in args.epochs.split(","))
     torch.manual_seed(recipe.seed)

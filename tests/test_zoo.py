@@ -1,0 +1,36 @@
+"""The zoo ships what its recipes and the current exporter produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import potnn
+from potnn import zoo
+from potnn.data import DatasetError, load_mnist
+
+
+@pytest.mark.parametrize("entry", zoo.available(), ids=lambda e: e.name)
+def test_shipped_header_is_the_current_export(entry: zoo.ZooModel, tmp_path: Path) -> None:
+    """A change to the C generator must come with `python -m potnn.zoo.train NAME --reexport`."""
+    potnn.export(zoo.load(entry.name), tmp_path / "model.h", entry.recipe.config)
+    assert (tmp_path / "model.h").read_text() == entry.header.read_text(), \
+        f"stale {entry.header}: run python -m potnn.zoo.train {entry.name} --reexport"
+
+
+@pytest.mark.parametrize("entry", zoo.available(), ids=lambda e: e.name)
+def test_shipped_accuracy_is_what_meta_says(entry: zoo.ZooModel) -> None:
+    try:
+        images, labels = load_mnist("test")
+    except DatasetError as exc:
+        pytest.skip(str(exc))
+    accuracy = float((potnn.simulate(zoo.load(entry.name), images).argmax(1) == labels).mean())
+    assert accuracy == pytest.approx(entry.meta()["integer_accuracy"], abs=1e-9)
+
+
+def test_unknown_zoo_model_lists_the_zoo() -> None:
+    with pytest.raises(KeyError, match="mnist16-small"):
+        zoo.get("mnist99")
+    assert np.all([e.trained for e in zoo.available()])
