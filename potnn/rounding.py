@@ -4,10 +4,11 @@ Every place that turns a real number into an integer goes through these function
 NumPy reference, PyTorch's integer simulation and the generated C cannot drift apart:
 
 * a real value is rounded half up: ``floor(x + 0.5)`` (never Python's banker's rounding, never
-  ``int(x + 0.5)``, which truncates toward zero for negatives);
-* a right shift by ``k > 0`` rounds half up by adding ``2**(k-1)`` first and then shifting
-  arithmetically (floor); the constant is folded into the bias at lowering time, so the C does a
-  single add and shift; ``k <= 0`` is an exact left shift by ``-k``;
+  ``int(x + 0.5)``, which truncates toward zero for negatives) — `potnn.quantizer.round_half_up`,
+  which the lowering and the integer simulation both call;
+* a right shift by ``k > 0`` rounds half up by adding `rounding_bias` (``2**(k-1)``) first and then
+  shifting arithmetically (floor); the constant is folded into the bias at lowering time, so the C
+  and `potnn.simulate.requantize` do a single add and shift; ``k <= 0`` is an exact left shift;
 * a scale ratio is turned into a shift by `round_log2` or `ceil_log2`, decided on Python floats only.
 """
 
@@ -20,26 +21,10 @@ import numpy as np
 _SQRT_HALF = math.sqrt(0.5)
 
 
-def round_half_up(x: np.ndarray) -> np.ndarray:
-    """floor(x + 0.5) as int64 — the rounding of every real-to-integer conversion."""
-    return np.floor(np.asarray(x, dtype=np.float64) + 0.5).astype(np.int64)
-
-
 def rounding_bias(k: np.ndarray | int) -> np.ndarray:
     """The constant added before an arithmetic right shift by k so that it rounds half up (0 for k <= 0)."""
     k = np.asarray(k, dtype=np.int64)
     return np.where(k > 0, np.left_shift(np.int64(1), np.maximum(k - 1, 0)), 0).astype(np.int64)
-
-
-def shift_round(v: np.ndarray, k: np.ndarray | int) -> np.ndarray:
-    """v * 2**-k rounded half up, for integer v (int64): add `rounding_bias`, shift right; k <= 0 shifts left.
-
-    Exported code folds `rounding_bias(k)` into the bias instead of adding it here; both give the same integers.
-    """
-    v = np.asarray(v, dtype=np.int64)
-    k = np.asarray(k, dtype=np.int64)
-    right = np.right_shift(v + rounding_bias(k), np.maximum(k, 0))
-    return np.where(k > 0, right, np.left_shift(v, np.maximum(-k, 0)))
 
 
 def round_log2(ratio: float) -> int:
