@@ -1,9 +1,10 @@
 """The model zoo registry: named, exported headers the bench can run without further arguments.
 
 Why a registry: ``potnn-bench run --board ch32v003`` should just work for a new user, and the
-nightly job needs the list of models to measure on every board. The zoo itself (trained models,
-their headers and reference logits) is issue 6; until it lands the registry is empty, and every
-caller must handle "no model" with a clear message rather than a made-up model.
+nightly job needs the list of models to measure on every board. The shipped models of
+``potnn.zoo`` register themselves (a recipe's ``default_for`` names the boards whose bare
+``--board`` runs it); a checkout without them has an empty registry, and every caller handles
+"no model" with a clear message rather than a made-up model.
 
 A zoo entry registers itself with ``register(ModelEntry(...))``; ``header_path`` points at the
 exported ``.h`` (its reference logits sit next to it, see ``bench.reference``); ``figures`` holds
@@ -143,10 +144,27 @@ def main(args: argparse.Namespace) -> int:
         return 0
     for e in models:
         boards = ", ".join(e.boards) if e.boards else "all boards"
-        figures = "  ".join(f"{k}={v}" for k, v in sorted(e.figures.items())
-                            if isinstance(v, (int, float, str)))
-        print(f"{e.name}  ({boards})  {e.description}")
-        if figures:
-            print(f"    {figures}")
+        default = f"  [default on {', '.join(e.default_for)}]" if e.default_for else ""
+        print(f"{e.name}  ({boards}){default}  {e.description}")
+        for line in describe_figures(e.figures):
+            print(f"    {line}")
         print(f"    {e.header_path}")
     return 0
+
+
+def describe_figures(meta: dict[str, Any]) -> list[str]:
+    """The lines `models` prints from a zoo model's meta.json: how it was trained, how it runs per board.
+
+    The per-board figures (``on_board``) are those of the last full-test-set run recorded by
+    tests/benchmarks/test_zoo_benchmark.py (emulated boards, 10,000 images).
+    """
+    lines = []
+    if "integer_accuracy" in meta:
+        lines.append(f"integer reference {100 * float(meta['integer_accuracy']):.2f} % on {meta.get('test_images', '?')} "
+                     f"MNIST test images; trained in {meta.get('train_seconds', '?')} s "
+                     f"({meta.get('threads', '?')} thread(s), python -m potnn.zoo.train {meta.get('name', 'NAME')})")
+    for board, f in sorted(dict(meta.get("on_board", {})).items()):
+        lines.append(f"{board:<9} {100 * f['accuracy']:.2f} %, {f['mismatches']} mismatches, "
+                     f"{f['instructions']:,} instructions, {f['cycles']:,} cycles ({f['ms']:.1f} ms), "
+                     f"flash {f['flash_bytes']:,} B, RAM {f['ram_bytes']:,} + {f['stack_bytes']:,} B stack")
+    return lines

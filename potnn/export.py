@@ -49,7 +49,7 @@ EXPORT_VERSION = 1
 # Largest receptive-field copy a kernel keeps on the stack, in bytes: unrolled convs (16 channels x 3x3
 # fit; beyond, per-tap padding tests cost little) and packed convs (whose fallback, decoding every weight
 # at every position, is about three times slower). The CH32V003 has 2 KB of SRAM for everything.
-PATCH_LIMIT = 144
+PATCH_LIMIT = 256
 PACKED_PATCH_LIMIT = 256
 
 # Unrolled convs run input-major: each input is loaded once per block of up to this many output channels
@@ -593,7 +593,11 @@ class _Emitter:
     def _packed_conv(self, op: IntOp, fn: str) -> list[str] | None:
         """Packed conv: per conv position the receptive field is copied (zeros in the padding) into a stack
         buffer in the filters' packing order, and every filter is one dot-product kernel call over it, as
-        for a linear layer. None when the receptive field is too big for the stack (streaming fallback)."""
+        for a linear layer. None when the receptive field is too big for the stack (streaming fallback).
+
+        A fused max-pool keeps its running maximum in the output itself, on requantized values:
+        requantization (add, shift, clamp) is monotonic, so the max of requantized values is the
+        requantized max, bit for bit, and no int32 array per channel has to live on the stack."""
         assert op.weight is not None
         c, h, w = op.in_shape
         oc_n = op.out_shape[0]
@@ -612,10 +616,11 @@ class _Emitter:
         plane = loops.plane
         lines = ["int32_t acc;" if op.final else "int32_t acc, v;", f"{in_t} patch[{size}];", f"{out_t} *o = out;"]
         if pooled:
-            lines.append(f"int32_t best[{oc_n}];")
+            lines.append(f"{out_t} q;")
         lines += loops.open_outer()
         if pooled:
-            lines.append(loops.pad + f"for (int oc = 0; oc < {oc_n}; oc++) best[oc] = -2147483647 - 1;")
+            floor = "-2147483647 - 1" if op.final else str(self.spec(op.output).lo)
+            lines.append(loops.pad + f"for (int oc = 0; oc < {oc_n}; oc++) o[oc * {plane}] = {floor};")
         lines += loops.open_inner()
         ind = loops.pad
         body: list[str] = []
@@ -631,8 +636,7 @@ class _Emitter:
         if pk.fixed:
             body.append(f"const {pk.wtype} *wp = {fn}_w;")
         body.append("int oc = 0;")
-        if not pooled:
-            body.append(f"{out_t} *oo = o;")
+        body.append(f"{out_t} *oo = o;")
         grp = op.groups > 1
         if grp:
             body.append(f"for (int g = 0, gb = base; g < {op.groups}; g++, gb += {icpg * h * w}) {{")
@@ -640,7 +644,7 @@ class _Emitter:
                                 looped="iy0,ix0" if looped else None, interior=geo.interior())
         per_oc = [f"acc = {self._packed_dot(pk, fn, 'patch')};"]
         if pooled:
-            per_oc.append("if (acc > best[oc]) best[oc] = acc;")
+            per_oc += self._packed_store(op, pk, fn, "q") + ["if (q > *oo) *oo = q;", f"oo += {plane};"]
         else:
             per_oc += self._packed_store(op, pk, fn, "*oo") + [f"oo += {plane};"]
         step = f", wp += {pk.step}" if pk.fixed else ""
@@ -648,10 +652,6 @@ class _Emitter:
         body += (["    " + s for s in inner] + ["}"]) if grp else inner
         lines += [ind + s for s in body]
         lines += loops.close_inner()
-        if pooled:
-            lines += [loops.pad + s for s in [f"{out_t} *oo = o;",
-                                              f"for (int oc = 0; oc < {oc_n}; oc++, oo += {plane}) {{"] +
-                      ["    " + s_ for s_ in self._packed_store(op, pk, fn, "*oo", "best[oc]")] + ["}"]]
         lines += [loops.pad + "o++;"] + loops.close_outer()
         self.cost["packed_conv"] += 1
         self.cost["packed_conv_pool"] += pooled

@@ -394,10 +394,16 @@ def test_models_command_lists_registered_models(tmp_path: Path, exported: Path, 
     monkeypatch.setattr(models, "_REGISTRY", {})
     assert cli.main(["models"]) == 0
     assert "no trained model yet" in capsys.readouterr().out
-    models.register(models.ModelEntry("tiny", exported, "a test model", {"accuracy": 0.5}, ("ch32v003",)))
+    figures = {"name": "tiny", "integer_accuracy": 0.5, "test_images": 10000, "train_seconds": 7, "threads": 1,
+               "on_board": {"ch32v003": {"accuracy": 0.5, "mismatches": 0, "instructions": 1234, "cycles": 2345,
+                                         "ms": 0.05, "flash_bytes": 4096, "ram_bytes": 512, "stack_bytes": 128}}}
+    models.register(models.ModelEntry("tiny", exported, "a test model", figures, ("ch32v003",), ("ch32v003",)))
     assert cli.main(["models", "--board", "ch32v003"]) == 0
     out = capsys.readouterr().out
-    assert "tiny  (ch32v003)  a test model" in out and "accuracy=0.5" in out
+    assert "tiny  (ch32v003)  [default on ch32v003]  a test model" in out
+    assert "integer reference 50.00 % on 10000 MNIST test images; trained in 7 s" in out
+    assert ("ch32v003  50.00 %, 0 mismatches, 1,234 instructions, 2,345 cycles (0.1 ms), flash 4,096 B, "
+            "RAM 512 + 128 B stack") in out
     assert models.get_model("tiny").header_path == exported
     with pytest.raises(models.ModelNotFound, match="no model named 'nope' in the zoo \\(known: tiny\\)"):
         models.get_model("nope")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, Mapping
 
 import torch.nn as nn
 
@@ -25,9 +25,15 @@ class Recipe:
     lr: float = 3e-3
     qat_lr: float = 5e-4
     batch_size: int = 128
-    augment: bool = True
+    augment: bool | Literal["shift", "affine"] = True
+    holdout: int = 0          # training images kept apart to choose the best QAT epoch (0: the last)
+    distill: float = 0.0
+    teacher: str | None = None  # a shipped zoo model whose outputs teach this one (train that one first)
+    sparsity: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
+    accuracy_floor: float = 0.0
     boards: tuple[str, ...] = field(default=("ch32v003", "py32f003"))
+    default_for: tuple[str, ...] = ()
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -41,19 +47,21 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     ),
     Recipe(
         name="mnist16-fast",
-        description="conv 8 + pool, stride-2 conv 16, linear; ~39k MACs, convs unrolled, linear fp130",
-        build=lambda: ConvNet(((8, "pool"), (16, "stride"))),
-        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD,
+        description="conv 8 + pool, conv 24 + pool, linear; convs unrolled and pruned (30 %, 80 %), linear fp130",
+        build=lambda: ConvNet(((8, "pool"), (24, "pool"))),
+        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, per_channel=True,
                       layer_encodings={"fc": "fp130"}, default_encoding="unroll"),
-        float_epochs=20, qat_epochs=15,
+        float_epochs=40, qat_epochs=30, qat_lr=1e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
+        sparsity={"convs.0": 0.3, "convs.1": 0.8}, accuracy_floor=0.990,
     ),
     Recipe(
         name="mnist16-accurate",
-        description="three conv + pool stages (12, 24, 48 ch), linear; packed 5level/2bit weights for the big layers",
+        description="three conv + pool stages (12, 24, 48 ch) and a linear layer; first conv unrolled, the rest fp130",
         build=lambda: ConvNet(((12, "pool"), (24, "pool"), (48, "pool"))),
-        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD,
-                      layer_encodings={"convs.1": "5level", "convs.2": "5level", "fc": "fp130"},
+        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, per_channel=True,
+                      layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"},
                       default_encoding="unroll"),
-        float_epochs=15, qat_epochs=12,
+        float_epochs=40, qat_epochs=20, qat_lr=2e-4, augment="affine", distill=0.5,
+        accuracy_floor=0.992, default_for=("ch32v003", "py32f003"),
     ),
 )}

@@ -2,14 +2,14 @@
 
 Writes weights.pt (state_dict), model.h (the export) and meta.json (recipe, accuracy of the exact
 integer model on the 10k MNIST test set, sizes, wall time) into potnn/zoo/models/NAME/ (or --out).
-Deterministic for a given recipe, torch version and thread count.
+Deterministic for a given recipe, torch version and thread count; the default is one thread, so
+the shipped figures come back on any machine (and two models can train side by side on two cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_mnist, mnist_loaders
+from ..data import load_mnist, mnist_holdout_loaders, mnist_loaders
 from ..export import export
+from ..qat import set_mode
 from ..simulate import simulate
 from ..train import train
 from . import MODELS_DIR, get, load
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the zoo's own)")
     parser.add_argument("--epochs", default=None, help="override as FLOAT,QAT (for quick trials)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the shipped models were trained so, bit for bit)")
     parser.add_argument("--reexport", action="store_true",
                         help="only export the shipped weights again (after a change to the C generator)")
     args = parser.parse_args(argv)
@@ -46,11 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         tuple(int(v) for v in args.epochs.split(","))
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
-    train_loader, test_loader = mnist_loaders(batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed)
+    torch.set_num_threads(max(1, args.threads))
+    val_loader = None
+    if recipe.holdout:
+        train_loader, val_loader, test_loader = mnist_holdout_loaders(
+            batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed, holdout=recipe.holdout)
+    else:
+        train_loader, test_loader = mnist_loaders(batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed)
+    teacher = None
+    if recipe.teacher is not None:
+        teacher = set_mode(load(recipe.teacher), "qat")  # fake-quantized float32: the same logits, faster
     start = time.time()
     model = train(recipe.build(), train_loader, test_loader, recipe.config, float_epochs=float_epochs,
-                  qat_epochs=qat_epochs, lr=recipe.lr, qat_lr=recipe.qat_lr, device="cpu")
+                  qat_epochs=qat_epochs, lr=recipe.lr, qat_lr=recipe.qat_lr, device="cpu",
+                  distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, val_loader=val_loader, teacher=teacher)
     wall = time.time() - start
     images, labels = load_mnist("test")
     accuracy = float((simulate(model, images).argmax(1) == labels).mean())
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "encodings": {k: v for k, v in recipe.config.layer_encodings.items()},
         "default_encoding": recipe.config.default_encoding,
         "float_epochs": float_epochs, "qat_epochs": qat_epochs, "seed": recipe.seed,
+        "augment": recipe.augment, "teacher": recipe.teacher, "holdout": recipe.holdout, "distill": recipe.distill, "sparsity": dict(recipe.sparsity),
+        "per_channel": recipe.config.per_channel,
         "train_seconds": round(wall), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

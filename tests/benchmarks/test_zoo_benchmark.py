@@ -1,0 +1,109 @@
+"""Benchmark: the zoo models on both emulated boards, over the full MNIST test set - the issue-6 table.
+
+Run: ``pytest -m benchmark -s tests/benchmarks/test_zoo_benchmark.py`` (about 10 minutes on two
+cores). For each target model (mnist16-fast, mnist16-accurate) and each board (CH32V003,
+PY32F003x4) it builds the bench firmware around the shipped header, runs the exact ELF on the
+Unicorn emulator through the UART protocol (``bench.run.execute``, as ``potnn-bench run`` does),
+compares every one of the 10,000 answers with ``potnn.simulate`` and prints one Markdown table:
+
+    model | board | encodings per layer | int-ref accuracy | on-board accuracy | mismatches |
+    flash | RAM | stack | instructions | cycles | ms
+
+``POTNN_ZOO_LIMIT=N`` streams only the first N images (a quick look; the targets are judged on
+the full set). ``POTNN_ZOO_RECORD=1`` (full set only) writes each board's figures into the model's
+``meta.json`` (``on_board``), which ``potnn-bench models`` prints. The test then fails unless every target holds: 0 mismatches, the accuracy floors of
+the recipes (on the full set), the fast model within 150k instructions per inference on
+CH32V003, and flash ≤ 16 KB and RAM + stack ≤ 2 KB on both boards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.run import RunOptions, execute
+from bench.toolchain import ToolchainError, find_toolchain
+from bench.board import load_board
+from potnn.lower import lower
+from potnn.zoo import get, load
+
+pytestmark = pytest.mark.benchmark
+
+MODELS = ("mnist16-fast", "mnist16-accurate")
+BOARDS = ("ch32v003", "py32f003")
+FAST_INSTRUCTIONS = 150_000   # issue 6: mnist16-fast's budget per inference on CH32V003
+
+
+def _encodings(name: str) -> str:
+    """`layer:encoding` for each weight layer of the shipped model, in execution order."""
+    return ", ".join(f"{op.name}:{op.encoding}" for op in lower(load(name)).ops if op.weight is not None)
+
+
+def _row(name: str, board: str, s: dict[str, Any]) -> str:
+    clock = float(s["clock_hz"])
+    return (f"| `{name}` | {board} @ {clock / 1e6:g} MHz | {_encodings(name)} | {100 * s['ref_accuracy']:.2f} % | "
+            f"{100 * s['accuracy']:.2f} % | {s['mismatches']} | {s['flash_bytes']:,} B | {s['ram_bytes']:,} B | "
+            f"{s['stack_bytes']:,} B | {s['instructions_mean']:,.0f} | {s['cycles_mean']:,.0f} | "
+            f"{1e3 * s['cycles_mean'] / clock:.1f} |")
+
+
+def test_zoo_models_on_both_boards(tmp_path: Path) -> None:
+    for board in BOARDS:
+        try:
+            find_toolchain(load_board(board))
+        except ToolchainError as e:
+            pytest.skip(str(e))
+    for name in MODELS:
+        if not get(name).trained:
+            pytest.fail(f"{name} has no shipped weights: python -m potnn.zoo.train {name}")
+    limit = int(os.environ["POTNN_ZOO_LIMIT"]) if os.environ.get("POTNN_ZOO_LIMIT") else None
+    summaries: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in MODELS:
+        for board in BOARDS:
+            out = execute(RunOptions(board=board, model=name, emulator="unicorn", limit=limit,
+                                     results=tmp_path / "results", build_dir=tmp_path / f"{name}-{board}",
+                                     show_progress=False), say=lambda _m: None)
+            assert out.summary is not None, f"{name} on {board} was interrupted"
+            summaries[(name, board)] = out.summary
+    print()
+    print("| model | board (emulated) | encodings per layer | int-ref accuracy | on-board accuracy | mismatches "
+          "| flash | RAM | stack | instructions | cycles | ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (name, board), s in summaries.items():
+        print(_row(name, board, s))
+
+    problems = []
+    for (name, board), s in summaries.items():
+        floor = get(name).recipe.accuracy_floor
+        if s["mismatches"]:
+            problems.append(f"{name} on {board}: {s['mismatches']} answers differ from potnn.simulate")
+        if limit is None and s["ref_accuracy"] < floor:
+            problems.append(f"{name}: {100 * s['ref_accuracy']:.2f} % < {100 * floor:.1f} %")
+        if s["flash_bytes"] > s["flash_budget"] or s["ram_bytes"] + s["stack_bytes"] > s["ram_budget"]:
+            problems.append(f"{name} on {board}: flash {s['flash_bytes']} B, RAM {s['ram_bytes']} + stack "
+                            f"{s['stack_bytes']} B over {s['flash_budget']}/{s['ram_budget']} B")
+    if os.environ.get("POTNN_ZOO_RECORD") == "1" and limit is None:
+        _record(summaries)
+    fast = summaries[("mnist16-fast", "ch32v003")]["instructions_mean"]
+    if fast > FAST_INSTRUCTIONS:
+        problems.append(f"mnist16-fast: {fast:,.0f} instructions per inference on CH32V003 > {FAST_INSTRUCTIONS:,}")
+    assert not problems, "; ".join(problems)
+
+
+def _record(summaries: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Store the measured figures in each model's meta.json (what `potnn-bench models` shows)."""
+    for name in MODELS:
+        path = get(name).directory / "meta.json"
+        meta = json.loads(path.read_text())
+        meta["on_board"] = {
+            board: {"accuracy": s["accuracy"], "mismatches": s["mismatches"], "images": s["n"],
+                    "instructions": round(s["instructions_mean"]), "cycles": round(s["cycles_mean"]),
+                    "ms": round(1e3 * s["cycles_mean"] / float(s["clock_hz"]), 2), "clock_hz": s["clock_hz"],
+                    "flash_bytes": s["flash_bytes"], "ram_bytes": s["ram_bytes"], "stack_bytes": s["stack_bytes"],
+                    "toolchain": s["toolchain"]}
+            for (model, board), s in summaries.items() if model == name}
+        path.write_text(json.dumps(meta, indent=2) + "\n")

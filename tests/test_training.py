@@ -1,0 +1,116 @@
+"""potnn.train's options: magnitude pruning, distillation, choosing the QAT epoch on held-out images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import potnn
+from potnn import PoTConv2d, PoTLinear
+from potnn.data import DatasetError, mnist_holdout_loaders
+from potnn.lower import lower
+from potnn.sparsity import Pruner
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = PoTConv2d(1, 4, 3, padding=1)
+        self.fc = PoTLinear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+CONFIG = potnn.Config(input_h=8, input_w=8, layer_encodings={"fc": "fp130"})
+
+
+def _loader(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Three separable classes of 8×8 images (bright top, middle or bottom rows), in batches of 32."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.3
+    for i, c in enumerate(labels.tolist()):
+        x[i, 0, 3 * c:3 * c + 2] += 0.7
+    return [(x[i:i + 32], labels[i:i + 32]) for i in range(0, n, 32)]
+
+
+def test_pruned_layer_has_the_asked_zeros_in_its_integer_weights() -> None:
+    torch.manual_seed(0)
+    lines: list[str] = []
+    model = potnn.train(SmallNet(), _loader(256, 0), _loader(96, 1), CONFIG, float_epochs=2, qat_epochs=4,
+                        sparsity={"conv": 0.5}, log=lines.append)
+    weights = {op.name: op.weight for op in lower(model).ops if op.weight is not None}
+    zeros_per_filter = (weights["conv"].reshape(4, -1) == 0).sum(1)
+    assert np.all(zeros_per_filter >= 4), zeros_per_filter     # floor(0.5 * 9) per filter, at least
+    assert any("zeros conv 44%" in line for line in lines)   # 4 of 9 per filter
+
+
+def test_pruning_a_layer_without_zero_level_is_refused() -> None:
+    model = SmallNet()
+    with pytest.raises(ValueError, match="'fc' is encoded 'fp130', which has no zero"):
+        Pruner(model, {"fc": 0.5}, CONFIG)
+    with pytest.raises(ValueError, match="not a PoT layer.*conv, fc"):
+        Pruner(model, {"conv2": 0.5}, CONFIG)
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\)"):
+        Pruner(model, {"conv": 1.0}, CONFIG)
+
+
+def test_pruner_ramps_and_keeps_each_filter_alive() -> None:
+    layer_model = SmallNet()
+    pruner = Pruner(layer_model, {"conv": 0.6}, CONFIG)
+    pruner.set_progress(0.5)
+    assert pruner.sparsity()["conv"] == pytest.approx(2 / 9)   # floor(0.3 * 9) of 9 per filter
+    pruner.set_progress(1.0)
+    w = layer_model.conv.weight.detach().reshape(4, -1)
+    assert torch.all((w == 0).sum(1) == 5) and torch.all((w != 0).sum(1) == 4)
+
+
+def test_qat_ends_on_the_best_held_out_epoch_and_distills() -> None:
+    torch.manual_seed(0)
+    lines: list[str] = []
+    model = potnn.train(SmallNet(), _loader(256, 0), _loader(96, 1), CONFIG, float_epochs=2, qat_epochs=5,
+                        distill=0.5, val_loader=_loader(96, 2), log=lines.append)
+    held = [float(line.split("validation ")[1].split("%")[0]) for line in lines if "validation" in line]
+    assert len(held) == 5
+    kept = next((line for line in lines if "keeping epoch" in line), None)
+    best = max(range(5), key=lambda i: (held[i], i)) + 1
+    assert (kept is None) == (best == 5)
+    if kept is not None:
+        assert f"keeping epoch {best} " in kept
+    final = potnn.evaluate(model, _loader(96, 2))
+    assert 100 * final == pytest.approx(held[best - 1], abs=1e-9)
+
+
+def test_holdout_loaders_keep_validation_out_of_training() -> None:
+    try:
+        train, validation, test = mnist_holdout_loaders(batch_size=500, holdout=5000)
+    except DatasetError as exc:
+        pytest.skip(str(exc))
+    a, v = train.dataset, validation.dataset
+    assert (len(a), len(v), len(test.dataset)) == (55000, 5000, 10000)
+    seen = {row.tobytes() for row in a.images_u8.reshape(len(a), -1)}
+    overlap = sum(row.tobytes() in seen for row in v.images_u8.reshape(len(v), -1))
+    assert overlap < 20          # a handful of MNIST images are byte-identical duplicates
+    with pytest.raises(ValueError, match="holdout"):
+        mnist_holdout_loaders(holdout=0)
+
+
+class ConstantTeacher(nn.Module):
+    """Says "class 0" for every image, with confidence."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([8.0, 0.0, 0.0]).expand(x.shape[0], 3)
+
+
+def test_an_external_teacher_teaches_both_phases() -> None:
+    torch.manual_seed(0)
+    model = potnn.train(SmallNet(), _loader(256, 0), _loader(96, 1), CONFIG, float_epochs=3, qat_epochs=2,
+                        distill=1.0, teacher=ConstantTeacher(), log=lambda _l: None)
+    x = torch.cat([b[0] for b in _loader(96, 2)])
+    assert (model(x).argmax(1) == 0).float().mean() > 0.9      # learnt the teacher, not the labels
+    with pytest.raises(ValueError, match="teacher needs distill > 0"):
+        potnn.train(SmallNet(), _loader(64, 0), _loader(64, 1), CONFIG, teacher=ConstantTeacher())
