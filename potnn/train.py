@@ -106,7 +106,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
           calibration_batches: int = 8, scale_lr_factor: float = 0.05, distill: float = 0.0,
           sparsity: Mapping[str, float] | None = None, val_loader: Iterable | None = None,
-          teacher: nn.Module | None = None, log: Callable[[str], None] = print) -> nn.Module:
+          teacher: nn.Module | None = None, activation_range: str = "max", log: Callable[[str], None] = print) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.
@@ -118,6 +118,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     distillation, temperature 2) with that weight; the float model stays the teacher throughout.
     `teacher` (a trained model, e.g. a bigger zoo model) replaces that teacher and teaches the float
     phase too: a small network learns more from a strong model's soft outputs than from labels alone.
+    `activation_range` is passed to `calibrate` ("max" covers each activation's 99.99th percentile,
+    "mse" picks the power-of-two range with the least error).
     `sparsity` (module path → fraction) prunes each filter of those layers to that fraction of zero
     weights (see potnn.sparsity: zero weights cost nothing in unrolled code), ramped over the first
     half of float training (of QAT when there is none); the pruned weights stay zero after that.
@@ -142,7 +144,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     fuse_batchnorm(model)
     if teacher is None and distill > 0:
         teacher = copy.deepcopy(model).eval()
-    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
+    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches,
+              activation_range=activation_range)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
     _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 10, dev, "qat", log,
