@@ -359,32 +359,6 @@ def mnist_loaders(
     augmentation draw from one generator seeded with ``seed``, so runs are reproducible.
     The datasets (``loader.dataset``) expose ``images_u8``, ``labels``, ``mean`` and ``std``.
     """
-    train, _, test = _loaders(batch_size, size, augment, root, seed, 0)
-    return train, test
-
-
-def mnist_holdout_loaders(
-    batch_size: int = 128,
-    size: int = 16,
-    augment: bool | Literal["shift", "affine"] = False,
-    root: str | Path | None = None,
-    seed: int = 0,
-    holdout: int = 5000,
-) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Train, validation and test loaders: as `mnist_loaders`, with `holdout` training images kept apart.
-
-    Why: QAT accuracy moves by a few tenths of a point from epoch to epoch (power-of-two weights
-    flip between levels), so `potnn.train` can keep the epoch that scores best on images it never
-    trained on; choosing it on the test set would flatter the figures. The held-out images are a
-    fixed choice (a permutation seeded with 0, whatever `seed` is) and are never augmented.
-    """
-    if not 0 < holdout < 60000:
-        raise ValueError(f"holdout must be between 1 and 59999 training images, got {holdout}")
-    return _loaders(batch_size, size, augment, root, seed, holdout)
-
-
-def _loaders(batch_size: int, size: int, augment: bool | Literal["shift", "affine"], root: str | Path | None,
-             seed: int, holdout: int) -> tuple[DataLoader, DataLoader, DataLoader]:
     train_images, train_labels = load_mnist("train", size, root)
     test_images, test_labels = load_mnist("test", size, root)
     mean, std = (MNIST16_MEAN, MNIST16_STD) if size == 16 else pixel_stats(train_images)
@@ -393,17 +367,12 @@ def _loaders(batch_size: int, size: int, augment: bool | Literal["shift", "affin
         raise ValueError(f"augment must be False, True, 'shift' or 'affine', got {augment!r}")
     max_shift = max(1, round(size / 16)) if augment in (True, "shift") else 0
     originals = load_mnist("train", _MNIST_SIDE, root)[0] if augment == "affine" else None
-    order = np.random.default_rng(0).permutation(len(train_labels)) if holdout else np.arange(len(train_labels))
-    keep, held = np.sort(order[holdout:]), np.sort(order[:holdout])
-    train = MNISTDataset(train_images[keep], train_labels[keep], mean, std, max_shift, generator,
-                         None if originals is None else originals[keep])
-    validation = MNISTDataset(train_images[held], train_labels[held], mean, std, 0, generator)
+    train = MNISTDataset(train_images, train_labels, mean, std, max_shift, generator, originals)
     test = MNISTDataset(test_images, test_labels, mean, std, 0, generator)
     train_batches = BatchSampler(RandomSampler(train, generator=generator), batch_size, drop_last=False)
+    test_batches = BatchSampler(SequentialSampler(test), batch_size, drop_last=False)
     # batch_size=None: each sampler item is already a list of indices, fetched in one call.
     return (
         DataLoader(train, sampler=train_batches, batch_size=None),
-        DataLoader(validation, sampler=BatchSampler(SequentialSampler(validation), batch_size, drop_last=False),
-                   batch_size=None),
-        DataLoader(test, sampler=BatchSampler(SequentialSampler(test), batch_size, drop_last=False), batch_size=None),
+        DataLoader(test, sampler=test_batches, batch_size=None),
     )

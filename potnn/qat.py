@@ -93,19 +93,13 @@ def _init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batches: int = 8,
-              activation_range: str = "max") -> nn.Module:
+def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batches: int = 8) -> nn.Module:
     """Set weight scales from the weights and activation shifts from data (in place; returns the model).
 
     Activations: the float model runs on `num_batches` batches of `data_loader` (inputs normalised
     as in training); each requantized tensor's 99.99th percentile of |value| sets its shift so that
     it covers that value with its 8-bit range (the scale rounded up to the chain's next power of two).
-    `activation_range="mse"` instead takes, of that shift and the three finer ones, the one with the
-    least squared error on the samples (rounding against clipping): since scales are powers of two,
-    covering the peak can waste up to one of the eight bits, which small networks feel.
     """
-    if activation_range not in ("max", "mse"):
-        raise ValueError(f"calibrate: activation_range must be 'max' or 'mse', got {activation_range!r}")
     graph = ensure_captured(model, config)
     modes = {m: m.potnn_mode for m in _quant_modules(model)}
     set_mode(model, "float")
@@ -157,20 +151,11 @@ def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batch
             assert isinstance(m, PoTAdd)
             unit = min(float(m.input_scale(0)), float(m.input_scale(1)))
         target = peak / hi if peak > 0 else unit
-        shift = ceil_log2(target / unit)  # round the range up: clipping costs more than one bit
-        if activation_range == "mse" and peak > 0:
-            shift = min(range(shift - 3, shift + 1), key=lambda k: _quantization_error(values, unit * 2.0 ** k, hi))
-        m.act_shift.fill_(shift)
+        m.act_shift.fill_(ceil_log2(target / unit))  # round the range up: clipping costs more than one bit
     for m, mode in modes.items():
         m.potnn_mode = mode
     model._potnn_calibrated = True
     return model
-
-
-def _quantization_error(values: torch.Tensor, step: float, hi: int) -> float:
-    """Squared error of |values| rounded to multiples of `step` and clipped at `hi` steps."""
-    q = torch.clamp(torch.floor(values / step + 0.5), max=hi) * step
-    return float(((values - q) ** 2).sum())
 
 
 def prepare_qat(model: nn.Module, config: Config) -> nn.Module:

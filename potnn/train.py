@@ -54,9 +54,8 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tens
 
 def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int, lr: float, device: torch.device,
          phase: str, log: Callable[[str], None], scale_lr_factor: float = 1.0, teacher: nn.Module | None = None,
-         distill: float = 0.0, pruner: Pruner | None = None, prune_ramp: int = 0,
-         val_loader: Iterable | None = None) -> None:
-    """Train for `epochs` (AdamW, one-cycle schedule); with `val_loader`, end on the epoch that scored best there."""
+         distill: float = 0.0, pruner: Pruner | None = None, prune_ramp: int = 0) -> None:
+    """Train for `epochs` (AdamW, one-cycle schedule, the pruning masks re-applied after every step)."""
     if epochs <= 0:
         return
     scales = [p for n, p in model.named_parameters() if n.endswith("alpha_log2")]
@@ -67,7 +66,6 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps,
                                                    pct_start=0.1)
     ramp = max(1, prune_ramp)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, epochs + 1):
         model.train()
         if pruner is not None:
@@ -89,24 +87,14 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
             seen += len(y)
         acc = evaluate(model, test_loader, device)
         zeros = "" if pruner is None else "  zeros " + " ".join(f"{p} {100 * v:.0f}%" for p, v in pruner.sparsity().items())
-        held = ""
-        if val_loader is not None and (pruner is None or epoch >= ramp):  # only fully pruned epochs qualify
-            val = evaluate(model, val_loader, device)
-            held = f"  validation {100 * val:.2f}%"
-            if best is None or val >= best[0]:
-                best = (val, epoch, copy.deepcopy(model.state_dict()))
-        log(f"[{phase}] epoch {epoch}/{epochs}  loss {loss_sum / max(seen, 1):.4f}{held}  test {100 * acc:.2f}%  "
+        log(f"[{phase}] epoch {epoch}/{epochs}  loss {loss_sum / max(seen, 1):.4f}  test {100 * acc:.2f}%  "
             f"({time.time() - start:.1f}s){zeros}")
-    if best is not None and best[1] != epochs:
-        model.load_state_dict(best[2])
-        log(f"[{phase}] keeping epoch {best[1]} (best on the held-out images: {100 * best[0]:.2f}%)")
 
 
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: Config, float_epochs: int = 10,
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
           calibration_batches: int = 8, scale_lr_factor: float = 0.05, distill: float = 0.0,
-          sparsity: Mapping[str, float] | None = None, val_loader: Iterable | None = None,
-          teacher: nn.Module | None = None, activation_range: str = "max", log: Callable[[str], None] = print) -> nn.Module:
+          sparsity: Mapping[str, float] | None = None, teacher: nn.Module | None = None, log: Callable[[str], None] = print) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.
@@ -118,14 +106,9 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     distillation, temperature 2) with that weight; the float model stays the teacher throughout.
     `teacher` (a trained model, e.g. a bigger zoo model) replaces that teacher and teaches the float
     phase too: a small network learns more from a strong model's soft outputs than from labels alone.
-    `activation_range` is passed to `calibrate` ("max" covers each activation's 99.99th percentile,
-    "mse" picks the power-of-two range with the least error).
     `sparsity` (module path → fraction) prunes each filter of those layers to that fraction of zero
     weights (see potnn.sparsity: zero weights cost nothing in unrolled code), ramped over the first
     half of float training (of QAT when there is none); the pruned weights stay zero after that.
-    `val_loader` (images kept out of training, see potnn.data.mnist_holdout_loaders): QAT ends on
-    its best epoch there rather than on the last one, since PoT weights flipping between levels
-    move the accuracy by tenths of a point from one epoch to the next.
     """
     if teacher is not None and distill <= 0:
         raise ValueError("train: a teacher needs distill > 0 (the weight of its outputs in the loss)")
@@ -144,12 +127,11 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     fuse_batchnorm(model)
     if teacher is None and distill > 0:
         teacher = copy.deepcopy(model).eval()
-    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches,
-              activation_range=activation_range)
+    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
     _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 10, dev, "qat", log,
-         scale_lr_factor, teacher, distill, pruner, 0 if float_epochs > 0 else qat_epochs // 2, val_loader)
+         scale_lr_factor, teacher, distill, pruner, 0 if float_epochs > 0 else qat_epochs // 2)
     enable_integer_sim(model)
     log(f"[int] exact integer model: test {100 * evaluate(model, test_loader, dev):.2f}%")
     model.to("cpu")

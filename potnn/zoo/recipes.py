@@ -26,7 +26,6 @@ class Recipe:
     qat_lr: float = 5e-4
     batch_size: int = 128
     augment: bool | Literal["shift", "affine"] = True
-    holdout: int = 0          # training images kept apart to choose the best QAT epoch (0: the last)
     distill: float = 0.0
     teacher: str | None = None  # a shipped zoo model whose outputs teach this one (train that one first)
     sparsity: Mapping[str, float] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_mnist, mnist_holdout_loaders, mnist_loaders
+from ..data import load_mnist, mnist_loaders
 from ..export import export
 from ..qat import set_mode
 from ..simulate import simulate
@@ -50,19 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(max(1, args.threads))
-    val_loader = None
-    if recipe.holdout:
-        train_loader, val_loader, test_loader = mnist_holdout_loaders(
-            batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed, holdout=recipe.holdout)
-    else:
-        train_loader, test_loader = mnist_loaders(batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed)
+    train_loader, test_loader = mnist_loaders(batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed)
     teacher = None
     if recipe.teacher is not None:
         teacher = set_mode(load(recipe.teacher), "qat")  # fake-quantized float32: the same logits, faster
     start = time.time()
     model = train(recipe.build(), train_loader, test_loader, recipe.config, float_epochs=float_epochs,
                   qat_epochs=qat_epochs, lr=recipe.lr, qat_lr=recipe.qat_lr, device="cpu",
-                  distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, val_loader=val_loader, teacher=teacher)
+                  distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, teacher=teacher)
     wall = time.time() - start
     images, labels = load_mnist("test")
     accuracy = float((simulate(model, images).argmax(1) == labels).mean())
@@ -75,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "encodings": {k: v for k, v in recipe.config.layer_encodings.items()},
         "default_encoding": recipe.config.default_encoding,
         "float_epochs": float_epochs, "qat_epochs": qat_epochs, "seed": recipe.seed,
-        "augment": recipe.augment, "teacher": recipe.teacher, "holdout": recipe.holdout, "distill": recipe.distill, "sparsity": dict(recipe.sparsity),
+        "augment": recipe.augment, "teacher": recipe.teacher, "distill": recipe.distill, "sparsity": dict(recipe.sparsity),
         "per_channel": recipe.config.per_channel,
         "train_seconds": round(wall), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
