@@ -170,7 +170,7 @@ def plot_accuracy(latest: list[RunRecord]) -> bytes:
         ax.annotate(f"{a:.2f}", (b.get_x() + b.get_width() / 2, a), ha="center", va="bottom", fontsize=8)
     lo = min([a for a in acc + [r for r in ref if not np.isnan(r)]] or [0])
     ax.set_ylim(max(0.0, lo - 5), 100.5)
-    ax.set_xticks(x, names, fontsize=8)
+    ax.set_xticks(x, names, fontsize=7, rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy per board and model (newest run)")
     ax.legend(loc="lower right", fontsize=8)
@@ -200,22 +200,30 @@ def plot_trend(seqs: dict[tuple[str, str, str, int], list[RunRecord]]) -> bytes:
         ax.grid(alpha=0.3)
     ax1.set_ylabel("accuracy (%)")
     ax2.set_ylabel("cycles / inference")
+    ax2.set_yscale("log")  # the zoo's models differ by 30× in cycles
     ax1.set_title("Trend across runs (date, git commit)")
     ax1.legend(fontsize=7)
     return _png(fig)
 
 
 def plot_cycles(latest: list[RunRecord]) -> bytes:
-    fig = _figure(8, 3.6)
-    ax = fig.add_subplot()
-    for r in latest:
+    """One histogram per board and model, each on its own axis: models differ by 30× in cycles."""
+    runs = [r for r in latest if len(r.rows["cycles"])] or latest[:1]
+    cols = min(3, len(runs))
+    rows = (len(runs) + cols - 1) // cols
+    fig = _figure(max(4.0, 3.2 * cols), 2.6 * rows + 0.6)
+    for i, r in enumerate(runs):
+        ax = fig.add_subplot(rows, cols, i + 1)
         c = r.rows["cycles"].to_numpy()
         if len(c):
-            ax.hist(c, bins=min(50, max(5, len(np.unique(c)))), alpha=0.6, label=_label(group_key(r)[:3]))
-    ax.set_xlabel("cycles per inference")
-    ax.set_ylabel("images")
-    ax.set_title("Cycles per inference (newest run)")
-    ax.legend(fontsize=7)
+            ax.hist(c, bins=min(50, max(5, len(np.unique(c)))), color="#4c72b0")
+            ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+            ax.tick_params(axis="x", labelsize=7, labelrotation=20)
+        ax.set_title(_label(group_key(r)[:3]), fontsize=8)
+        ax.set_xlabel("cycles per inference", fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel("images", fontsize=8)
+    fig.suptitle("Cycles per inference (newest run)")
     return _png(fig)
 
 
