@@ -160,7 +160,8 @@ def describe_figures(meta: dict[str, Any]) -> list[str]:
     """
     lines = []
     if "integer_accuracy" in meta:
-        lines.append(f"integer reference {100 * float(meta['integer_accuracy']):.2f} % on {meta.get('test_images', '?')} "
+        lines.append(f"integer reference {100 * float(meta['integer_accuracy']):.2f} % on "
+                     f"{meta.get('test_images', '?')} "
                      f"MNIST test images; trained in {meta.get('train_seconds', '?')} s "
                      f"({meta.get('threads', '?')} thread(s), python -m potnn.zoo.train {meta.get('name', 'NAME')})")
     for board, f in sorted(dict(meta.get("on_board", {})).items()):

@@ -73,10 +73,11 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
         start, seen, loss_sum = time.time(), 0, 0.0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            teacher_logits = None
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(x)
-            loss = _loss(model(x), y, teacher_logits if teacher is not None else None, distill)
+            loss = _loss(model(x), y, teacher_logits, distill)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -86,7 +87,8 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         acc = evaluate(model, test_loader, device)
-        zeros = "" if pruner is None else "  zeros " + " ".join(f"{p} {100 * v:.0f}%" for p, v in pruner.sparsity().items())
+        zeros = "" if pruner is None else \
+            "  zeros " + " ".join(f"{p} {100 * v:.0f}%" for p, v in pruner.sparsity().items())
         log(f"[{phase}] epoch {epoch}/{epochs}  loss {loss_sum / max(seen, 1):.4f}  test {100 * acc:.2f}%  "
             f"({time.time() - start:.1f}s){zeros}")
 
@@ -94,7 +96,8 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: Config, float_epochs: int = 10,
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
           calibration_batches: int = 8, scale_lr_factor: float = 0.05, distill: float = 0.0,
-          sparsity: Mapping[str, float] | None = None, teacher: nn.Module | None = None, log: Callable[[str], None] = print) -> nn.Module:
+          sparsity: Mapping[str, float] | None = None, teacher: nn.Module | None = None,
+          log: Callable[[str], None] = print) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         "encodings": {k: v for k, v in recipe.config.layer_encodings.items()},
         "default_encoding": recipe.config.default_encoding,
         "float_epochs": float_epochs, "qat_epochs": qat_epochs, "seed": recipe.seed,
-        "augment": recipe.augment, "teacher": recipe.teacher, "distill": recipe.distill, "sparsity": dict(recipe.sparsity),
+        "augment": recipe.augment, "teacher": recipe.teacher, "distill": recipe.distill,
+        "sparsity": dict(recipe.sparsity),
         "per_channel": recipe.config.per_channel,
         "train_seconds": round(wall), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }

@@ -11,9 +11,11 @@ compares every one of the 10,000 answers with ``potnn.simulate`` and prints one 
 
 ``POTNN_ZOO_LIMIT=N`` streams only the first N images (a quick look; the targets are judged on
 the full set). ``POTNN_ZOO_RECORD=1`` (full set only) writes each board's figures into the model's
-``meta.json`` (``on_board``), which ``potnn-bench models`` prints. The test then fails unless every target holds: 0 mismatches, the accuracy floors of
-the recipes (on the full set), the fast model within 150k instructions per inference on
-CH32V003, and flash ≤ 16 KB and RAM + stack ≤ 2 KB on both boards.
+``meta.json`` (``on_board``), which ``potnn-bench models`` prints.
+
+The test fails unless every target holds: 0 mismatches, the accuracy floors of the recipes (on
+the full set), the fast model within 150k instructions per inference on CH32V003, and flash
+≤ 16 KB and RAM + stack ≤ 2 KB on both boards.
 """
 
 from __future__ import annotations
