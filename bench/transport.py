@@ -105,10 +105,20 @@ class FaultyPort:
             close()
 
     # ------------------------------------------------------------------ faults
-    def _fault(self) -> str | None:
-        if self.rate and self.rng.random() < self.rate:
-            return self.rng.choice(self.kinds)
-        return None
+    def _fault(self, direction: str) -> str | None:
+        """Count one byte going `direction` ("in" or "out") and draw its fault (None: passed as is)."""
+        if direction == "in":
+            self.stats.bytes_in += 1
+        else:
+            self.stats.bytes_out += 1
+        if not (self.rate and self.rng.random() < self.rate):
+            return None
+        kind = self.rng.choice(self.kinds)
+        self.stats.faults[direction, kind] += 1
+        return kind
+
+    def _corrupt(self, byte: int) -> int:
+        return byte ^ self.rng.randrange(1, 256)
 
     def _check_gone(self, more: int) -> None:
         if self._gone:
@@ -122,14 +132,11 @@ class FaultyPort:
         self._check_gone(len(data))
         chunk = bytearray()
         for byte in bytes(data):
-            self.stats.bytes_out += 1
-            kind = self._fault()
-            if kind is not None:
-                self.stats.faults["out", kind] += 1
+            kind = self._fault("out")
             if kind == "drop":
                 continue
             if kind == "corrupt":
-                byte ^= self.rng.randrange(1, 256)
+                byte = self._corrupt(byte)
             elif kind == "delay":
                 if chunk:
                     self.inner.write(bytes(chunk))
@@ -154,26 +161,20 @@ class FaultyPort:
         data = self.inner.read(size)
         out = bytearray()
         for i, byte in enumerate(data):
-            self.stats.bytes_in += 1
-            kind = self._fault()
-            if kind is not None:
-                self.stats.faults["in", kind] += 1
+            kind = self._fault("in")
             if kind == "drop":
                 continue
             if kind == "corrupt":
-                byte ^= self.rng.randrange(1, 256)
+                byte = self._corrupt(byte)
             elif kind == "delay":
                 # This byte and the rest of the chunk arrive later; faults of the rest are
                 # decided now, so the stream stays reproducible.
                 rest = bytearray([byte])
                 for later in data[i + 1:]:
-                    self.stats.bytes_in += 1
-                    k2 = self._fault()
-                    if k2 is not None:
-                        self.stats.faults["in", k2] += 1
+                    k2 = self._fault("in")
                     if k2 == "drop":
                         continue
-                    rest.append(later ^ self.rng.randrange(1, 256) if k2 == "corrupt" else later)
+                    rest.append(self._corrupt(later) if k2 == "corrupt" else later)
                 self._held += rest
                 self._release_at = time.monotonic() + self.rng.uniform(0.001, self.max_delay_s)
                 break

@@ -560,20 +560,21 @@ class _Emitter:
             call = f"{pk.kernel}({x}, {fn}_w + {fn}_o[oc], {fn}_n[oc])"
         return f"(int32_t)((uint32_t){fn}_b[oc] + {call})"
 
-    def _packed_store(self, op: IntOp, pk: "_PackedLayer", fn: str, dst: str, acc: str = "acc") -> list[str]:
+    def _packed_store(self, op: IntOp, pk: "_PackedLayer", fn: str, dst: str) -> list[str]:
+        """Requantize the packed kernel's `acc` (bias included) into dst."""
         self.cost["store"] += 1
         if op.final:
-            return [f"{dst} = {acc};"]
+            return [f"{dst} = acc;"]
         spec = self.spec(op.output)
         shifts = pk.shifts
         assert spec.lo is not None and spec.hi is not None and shifts is not None
         if pk.uniform:
-            return _requant(acc, shifts[0], spec.lo, spec.hi, dst, spec.ctype)
+            return _requant("acc", shifts[0], spec.lo, spec.hi, dst, spec.ctype)
         self.cost["store_table"] += 1
         if min(shifts) < 0:
-            v = f"{fn}_s[oc] >= 0 ? {acc} >> {fn}_s[oc] : POTNN_SHL({acc}, -{fn}_s[oc])"
+            v = f"{fn}_s[oc] >= 0 ? acc >> {fn}_s[oc] : POTNN_SHL(acc, -{fn}_s[oc])"
         else:
-            v = f"{acc} >> {fn}_s[oc]"
+            v = f"acc >> {fn}_s[oc]"
         return [f"v = {v};", f"{dst} = ({spec.ctype})(v < {spec.lo} ? {spec.lo} : v > {spec.hi} ? {spec.hi} : v);"]
 
     def _packed_linear(self, op: IntOp, fn: str) -> list[str]:

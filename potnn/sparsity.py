@@ -1,10 +1,10 @@
-"""Magnitude pruning during QAT: zero weights are free in the generated C.
+"""Magnitude pruning during training: zero weights are free in the generated C.
 
 Why it pays on an MCU: an ``unroll`` layer compiles each weight into a shift-and-add, and a zero
 weight into nothing, so a filter with half its weights zero costs half the instructions and half
 the flash. ``5level`` and ``ternary`` store zeros in their skip/zero codes. Pruning the smallest
-weights of each filter, ramped up during QAT so the network can adapt, buys that speed for a
-fraction of a point of accuracy (the zoo's mnist16-fast uses it).
+weights of each filter, ramped up during float training so the network can adapt (potnn.train),
+and kept through QAT, buys that speed (the zoo's mnist16-fast uses it).
 
 Each filter (output channel) keeps its own largest weights, so every filter costs about the same
 and no channel is silenced: a plain per-layer threshold would empty the filters whose BatchNorm

@@ -7,10 +7,15 @@ practice, small enough for every board.
 ``synthetic_header``: a header that follows the export contract but is written here, for the
 cases an exporter must never produce (a weight table bigger than flash, buffers bigger than
 RAM, a multiplication in the inference code) - the build and the checker must catch them anyway.
+
+``mnist_for_subprocess``: the MNIST test images and the environment with which a ``potnn-bench``
+subprocess finds them too (the tests that drive the real CLI compare against reference logits
+computed on those images).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +23,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import pytest
+
 import potnn
 from potnn import PoTConv2d, PoTLinear
+from potnn.data import DatasetError, load_mnist
+
+SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mnist"
 
 
 class TinyNet(nn.Module):
@@ -97,3 +107,21 @@ int potnn_predict(const uint8_t *input, int32_t *logits)
 }}
 """)
     return path
+
+
+def mnist_for_subprocess() -> tuple[np.ndarray, dict[str, str]]:
+    """The 16×16 MNIST test images, and os.environ with POTNN_DATA set so a subprocess reads the same.
+
+    POTNN_DATA falls back to CI's shared copy beside the repository; the test is skipped when
+    neither holds MNIST.
+    """
+    env = dict(os.environ)
+    if not env.get("POTNN_DATA") and SHARED_MNIST.is_dir():
+        env["POTNN_DATA"] = str(SHARED_MNIST)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POTNN_DATA", env.get("POTNN_DATA", ""))
+        try:
+            images, _ = load_mnist("test", 16)
+        except DatasetError as e:
+            pytest.skip(f"MNIST not available: {e}")
+    return images, env

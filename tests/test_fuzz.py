@@ -187,23 +187,9 @@ def test_cli_prints_the_counts_and_passes(tiny, tmp_path: Path) -> None:
 def test_cli_exits_non_zero_on_a_wrong_answer(hazard_fw, tmp_path: Path) -> None:
     """The real CLI path: MNIST images, the header's .ref.npz (deliberately off by one)."""
     from bench.reference import write_reference
-    from potnn.data import DatasetError, load_mnist
+    from firmware_models import mnist_for_subprocess
 
-    shared = REPO.parent / "shared" / "datasets" / "mnist"
-    env = dict(os.environ)
-    if not env.get("POTNN_DATA") and shared.is_dir():
-        env["POTNN_DATA"] = str(shared)
-    try:
-        old = os.environ.get("POTNN_DATA")
-        os.environ["POTNN_DATA"] = env.get("POTNN_DATA", "")
-        images, _ = load_mnist("test", 16)
-    except DatasetError as e:
-        pytest.skip(f"MNIST not available: {e}")
-    finally:
-        if old is None:
-            os.environ.pop("POTNN_DATA", None)
-        else:
-            os.environ["POTNN_DATA"] = old
+    images, env = mnist_for_subprocess()
     header = tmp_path / "hazard.h"
     shutil.copyfile(hazard_fw[0], header)
     logits = np.array([_hazard_logits(img.tobytes()) for img in images[:32]] + [[0] * 10] * (len(images) - 32),

@@ -7,7 +7,6 @@ Unicorn emulator at a fault rate of 1 % per byte, and with its serial port vanis
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from bench import run as run_mod
 from bench.protocol import BenchClient, BenchTimeout, FrameType, NakError, NakReason, encode_frame
 from bench.reference import Reference
 from bench.transport import FaultyPort
-from firmware_models import export_tiny
+from firmware_models import export_tiny, mnist_for_subprocess
 from test_protocol import ScriptedPort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -306,18 +305,8 @@ def test_a_port_that_disappears_mid_run_keeps_its_rows_and_resume_finishes(tiny,
 def test_fault_rate_from_the_command_line(tmp_path: Path, build_dir: Path) -> None:
     """``potnn-bench run --fault-rate``: the real CLI path with MNIST and the reference .npz."""
     from bench.reference import write_reference
-    from potnn.data import DatasetError, load_mnist
 
-    shared = REPO.parent / "shared" / "datasets" / "mnist"
-    env = dict(os.environ)
-    if not env.get("POTNN_DATA") and shared.is_dir():
-        env["POTNN_DATA"] = str(shared)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POTNN_DATA", env.get("POTNN_DATA", ""))
-        try:
-            images, _ = load_mnist("test", 16)
-        except DatasetError as e:
-            pytest.skip(f"MNIST not available: {e}")
+    images, env = mnist_for_subprocess()
     m = export_tiny(tmp_path, n_images=2)
     import potnn
 

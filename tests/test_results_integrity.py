@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -81,21 +80,11 @@ def test_every_run_gets_its_own_directory(tmp_path: Path) -> None:
 def test_two_runs_at_once_do_not_clobber_each_other(tmp_path: Path) -> None:
     """Two `potnn-bench run` processes, same model, board, build and results directories."""
     from bench.reference import write_reference
-    from firmware_models import export_tiny
-    from potnn.data import DatasetError, load_mnist
+    from firmware_models import export_tiny, mnist_for_subprocess
 
     import potnn
 
-    env = dict(os.environ)
-    shared = REPO.parent / "shared" / "datasets" / "mnist"
-    if not env.get("POTNN_DATA") and shared.is_dir():
-        env["POTNN_DATA"] = str(shared)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POTNN_DATA", env.get("POTNN_DATA", ""))
-        try:
-            images, _ = load_mnist("test", 16)
-        except DatasetError as e:
-            pytest.skip(f"MNIST not available: {e}")
+    images, env = mnist_for_subprocess()
     m = export_tiny(tmp_path, n_images=2)
     write_reference(m.header, potnn.simulate(m.model, images), images)
     results, build_dir = tmp_path / "results", tmp_path / "build"     # build_dir is new: both build at once

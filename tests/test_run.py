@@ -175,8 +175,9 @@ import subprocess
 import sys
 import time
 
+from firmware_models import SHARED_MNIST
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 
 
 @pytest.fixture(scope="module")
