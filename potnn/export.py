@@ -11,11 +11,12 @@ How the kernels are made fast on a 16-register core without a multiplier (RV32EC
 * Unrolled layers: every nonzero weight is code, inputs are loaded with constant offsets from a
   base pointer (`lbu rX, off(rB)`, small immediates). Linear layers go output by output, weights
   of equal exponent sharing one shift; convs go input-major: each input is loaded once per block
-  of up to 8 output channels and added, shifted, into their register accumulators. Convs have no
+  of up to 8 output channels (3 when pooled) and added into their register accumulators. Convs have no
   padding test in that code: per output position the receptive field is read in place when it
   lies inside the image, else copied with zeros into a small stack buffer with the same offsets
-  (or, for multi-channel inputs, always copied into a compact buffer). A fused max-pool loops over
-  the window's conv positions outside the channels and keeps a running max per channel.
+  (or, for multi-channel inputs, always copied into a compact buffer). Taps are summed by
+  exponent, largest first, so an accumulator is shifted once per exponent, not once per weight. A
+  fused max-pool keeps a running max per channel in a register, per block of channels.
 * Packed layers: one small dot-product kernel per encoding (`potnn_dot_*`), decoding a whole byte
   or word per iteration without branches; negative terms are added as one's complements and the
   bias table carries the correction. A conv copies its receptive field in packing order once per
@@ -53,9 +54,16 @@ PATCH_LIMIT = 256
 PACKED_PATCH_LIMIT = 256
 
 # Unrolled convs run input-major: each input is loaded once per block of up to this many output channels
-# and added, shifted, into their register accumulators (RV32EC: 8 accumulators, the input, a temporary
-# and the pointers fit its 16 registers).
+# and added into their register accumulators (RV32EC: 8 accumulators, the input, a temporary and the
+# pointers fit its 16 registers). A pooled conv also keeps each channel's running max in a register,
+# so its blocks are smaller (measured on the zoo's weights, RV32EC -Os: 3 channels spill least).
 _ACCUMULATORS = 8
+_POOLED_ACCUMULATORS = 3
+
+# A pooled unrolled conv repeats its code for each conv position of a pool window (constant offsets, no
+# window loop: about a tenth fewer instructions) while all the copies hold at most this many weights,
+# and while the model then still fits Config.flash (else every window is a loop again).
+UNROLLED_WINDOW_TAPS = 512
 
 # A border copy (receptive field partly in the padding) is unrolled per group up to this many elements
 # in all groups together, and a loop with run-time tests beyond (depthwise layers with large windows).
@@ -74,12 +82,13 @@ _CODE_BYTES: dict[str, int] = {
     "tap": 7,  # one unrolled weight: lbu + add
     "conv_tap": 8,  # one weight of the fallback conv
     "group": 5,  # one exponent group: shift + add
-    "pixel_tap": 6,  # input-major: shift + add into an accumulator
+    "pixel_tap": 3,  # input-major: add into an accumulator
+    "pixel_shift": 4,  # input-major: shift an accumulator to the next exponent
     "pixel_load": 5,  # input-major: one lbu
     "pixel_block": 6,  # input-major: one block of accumulators (and its POTNN_OPAQUE)
     "store": 20,  # requantise (shift, clamp) and store one output
     "store_table": 29,  # ... with the shift from a table
-    "pool_max": 33,  # running max of a pooled output
+    "pool_max": 8,  # running max of a pooled output, in a register
     "window_loop": 23,  # loop over a pool window's conv positions
     "dyn_windows": 93,  # list of the windows inside the conv output
     "conv_loops": 43,  # position loops
@@ -150,9 +159,11 @@ def _c_array(ctype: str, name: str, values: list[int] | np.ndarray, per_line: in
 class _Emitter:
     """Builds the header text for one IntProgram and memory plan."""
 
-    def __init__(self, program: IntProgram, plan: MemoryPlan) -> None:
+    def __init__(self, program: IntProgram, plan: MemoryPlan, window_taps: int = 0) -> None:
         self.p = program
         self.plan = plan
+        self.window_taps = window_taps  # pooled unrolled convs with at most this many weights x windows repeat them
+        self.repeated_windows = 0  # blocks whose code is repeated per pool window
         self.tables: list[str] = []
         self.functions: list[str] = []
         self.weight_bytes = 0
@@ -263,11 +274,14 @@ class _Emitter:
         read in place when it lies inside the image, else copied with zeros for the padding into a stack
         buffer with the input's own strides ('in place' layout, when that buffer is small), or it is always
         copied into a compact [channel][row][column] buffer. Every tap then loads `p[constant]` (one lbu
-        with a small immediate), input-major: each input once per block of up to 8 output channels, added
-        shifted into their register accumulators (measured against channel-major code with one shift per
-        exponent group: 2.0 instead of 2.3 instructions per weight, and a quarter less flash). A fused
-        max-pool loops over the window's conv positions (offsets woff[]) around all channels of a group,
-        with a running max per channel in best[]; the bias is added once, after the max.
+        with a small immediate), input-major and by exponent (see _input_major): about one lbu and one add
+        per weight. A fused max-pool keeps each channel's running max in a register, so its blocks hold 3
+        channels; the block's code is repeated per conv position of the pool window when the copies stay
+        small (UNROLLED_WINDOW_TAPS), else it loops over the window's offsets woff[]. The bias and the
+        taps' common power of two are applied once, after the max. Measured on a pruned 12+24-channel
+        network (mnist16-fast's recipe at 50+30 epochs; RV32EC, -Os) against the previous form (one
+        shift per weight, all channels of a group around a window loop with the maxes in a stack array):
+        166,773 -> 139,701 instructions per inference.
         """
         assert op.weight is not None
         g = _Geometry.of(op)
@@ -288,15 +302,16 @@ class _Emitter:
         pooled = op.pool is not None
         woffs = [wy * g.sh * rs + wx * g.sw for wy in range(g.qkh) for wx in range(g.qkw)]
         woff_t = "uint8_t" if max(woffs) < 256 else "uint16_t"
+        # repeat the per-window code rather than loop over the windows while that costs little flash
+        unroll_windows = pooled and g.windows_static and \
+            int((op.weight != 0).sum()) * len(woffs) <= self.window_taps
         lines = [] if op.final else ["int32_t v;"]
-        if pooled:
-            lines.append(f"int32_t best[{g.ocpg}];")
         lines += [f"const {in_t} *src, *p;", f"{out_t} *o = out;"]
         if guarded or not in_place:
             lines.append(f"{in_t} patch[{size}];")
-        if pooled and g.windows_static:
+        if pooled and g.windows_static and not unroll_windows:
             lines.append(f"static const {woff_t} woff[{len(woffs)}] = {{{', '.join(map(str, woffs))}}};")
-        elif pooled:
+        elif pooled and not g.windows_static:
             lines += [f"{woff_t} woff[{len(woffs)}];", "int nwin;"]
         dynamic = pooled and not g.windows_static
         looped = op.groups * g.uh * g.uw > LOOPED_COPY_ELEMENTS and bool(rows or cols)
@@ -345,58 +360,87 @@ class _Emitter:
             ocs = range(gi * g.ocpg, (gi + 1) * g.ocpg)
             offsets = [(j * cs + ky * rs + kx, j, ky, kx)
                        for j in range(g.icpg) for ky in range(g.kh) for kx in range(g.kw)]
-            bodies = []
-            n_blocks = -(-len(ocs) // _ACCUMULATORS)
+            n_blocks = -(-len(ocs) // (_POOLED_ACCUMULATORS if pooled else _ACCUMULATORS))
+            if not pooled:
+                inner.append("p = src;")
             for k in range(n_blocks):  # equal blocks: 12 channels as 6+6 rather than 8+4
                 block = list(ocs[k * len(ocs) // n_blocks:(k + 1) * len(ocs) // n_blocks])
-                blk = self._input_major(op, block, offsets, signed)
                 self.cost["pixel_block"] += 1
+                if not pooled:
+                    blk, exps = self._input_major(op, block, offsets, signed)
+                    for i, oc in enumerate(block):
+                        blk += self._store_biased(op, oc, f"o[{oc * g.plane}]", _term(f"a{i}", exps[i], True))
+                    inner += ["{", "    POTNN_OPAQUE(p);"] + ["    " + s_ for s_ in blk] + ["}"]
+                    continue
+                # The block's pool windows, each channel's running max in a register (m_i); the taps' common
+                # power of two is applied once, after the max (a shift preserves order). Small layers
+                # repeat their code per window (constant offsets, no loop); the others loop over woff[].
+                maxes = ", ".join(f"m{i}" for i in range(len(block)))
+                if unroll_windows:
+                    inner += ["{", f"    int32_t {maxes};", "    p = src;"]
+                    for w, wo in enumerate(woffs):
+                        blk, exps = self._input_major(op, block, [(o_ + wo, j, ky, kx) for o_, j, ky, kx in offsets],
+                                                      signed)
+                        blk += [f"m{i} = a{i};" if w == 0 else f"if (a{i} > m{i}) m{i} = a{i};"
+                                for i in range(len(block))]
+                        if w + 1 < len(woffs):  # the next window's loads wait for these maxes
+                            blk += [f"POTNN_AFTER(p, m{i});" for i in range(len(block))]
+                        inner += ["    {", "        POTNN_OPAQUE(p);"] + ["        " + s_ for s_ in blk] + ["    }"]
+                    self.cost["pool_max"] += len(block) * (len(woffs) - 1)
+                    self.repeated_windows += 1
+                else:
+                    blk, exps = self._input_major(op, block, offsets, signed)
+                    blk += [f"if (a{i} > m{i}) m{i} = a{i};" for i in range(len(block))]
+                    n = str(len(woffs)) if g.windows_static else "nwin"
+                    inner += ["{", f"    int32_t {', '.join(f'm{i} = -2147483647 - 1' for i in range(len(block)))};",
+                              f"    for (int k = 0; k < {n}; k++) {{", "        p = src + woff[k];",
+                              "        POTNN_OPAQUE(p);"] + ["        " + s_ for s_ in blk] + ["    }"]
+                    self.cost["pool_max"] += len(block)
+                    self.cost["window_loop"] += 1
                 for i, oc in enumerate(block):
-                    if pooled:
-                        blk.append(f"if (a{i} > best[{oc - ocs[0]}]) best[{oc - ocs[0]}] = a{i};")
-                        self.cost["pool_max"] += 1
-                    else:
-                        blk += self._store_biased(op, oc, f"o[{oc * g.plane}]", f"a{i}")
-                bodies += ["{", "    POTNN_OPAQUE(p);"] + ["    " + s_ for s_ in blk] + ["}"]
-            if pooled:
-                n = str(len(woffs)) if g.windows_static else "nwin"
-                inner += [f"for (int k = 0; k < {g.ocpg}; k++) best[k] = -2147483647 - 1;",
-                          f"for (int k = 0; k < {n}; k++) {{", "    p = src + woff[k];"] + \
-                    ["    " + s for s in bodies] + ["}"]
-                for oc in ocs:
-                    inner += self._store_biased(op, oc, f"o[{oc * g.plane}]", f"best[{oc - ocs[0]}]")
-                self.cost["window_loop"] += 1
-            else:
-                inner += ["p = src;"] + bodies
+                    inner += ["    " + s_ for s_ in
+                              self._store_biased(op, oc, f"o[{oc * g.plane}]", _term(f"m{i}", exps[i], True))]
+                inner.append("}")
         lines += ["    " + s for s in outer] + ["        " + s for s in inner] + ["    }", "}"]
         self.cost["conv_loops"] += 1
         return lines
 
     def _input_major(self, op: IntOp, block: list[int], offsets: list[tuple[int, int, int, int]],
-                     signed: bool) -> list[str]:
+                     signed: bool) -> tuple[list[str], list[int]]:
         """Accumulators a0.. for the output channels in `block`, input by input: each input is loaded once
-        and added, shifted, into every accumulator whose weight for it is nonzero (one lbu per input and
-        block instead of one per weight; the caller's POTNN_OPAQUE(p) keeps GCC from carrying the loaded
-        inputs over to the next block in spilled registers)."""
+        per block and exponent and added into every accumulator whose weight for it has that exponent.
+
+        Exponents run from the largest down (Horner's scheme): an accumulator is shifted left only when
+        its next weight has a smaller exponent than its last, once per distinct exponent rather than once
+        per weight, and its smallest exponent is left for the caller to apply after summing (and after
+        a max-pool's max). Returns the lines and, per channel, that remaining left shift. The caller's
+        POTNN_OPAQUE(p) keeps GCC from carrying the loaded inputs over to the next block in spilled
+        registers."""
         assert op.weight is not None
         lines = [f"int32_t x, {', '.join(f'a{i}' for i in range(len(block)))};"]
-        started = [False] * len(block)
-        for o_, j, ky, kx in offsets:
-            uses = [(i, int(op.weight[oc, j, ky, kx])) for i, oc in enumerate(block) if op.weight[oc, j, ky, kx]]
-            if not uses:
-                continue
-            lines.append(f"x = p[{o_}];")
-            for i, wv in uses:
-                term = _term("x", int(abs(wv)).bit_length() - 1, signed)
-                if not started[i]:
-                    lines.append(f"a{i} = {term};" if wv > 0 else f"a{i} = -{term};")
-                    started[i] = True
-                else:
-                    lines.append(f"a{i} {'+' if wv > 0 else '-'}= {term};")
-                self.cost["pixel_tap"] += 1
-            self.cost["pixel_load"] += 1
-        lines += [f"a{i} = 0;" for i in range(len(block)) if not started[i]]
-        return lines
+        level: list[int | None] = [None] * len(block)  # each accumulator's current exponent
+        top = max(int(np.abs(op.weight[oc]).max()).bit_length() - 1 for oc in block)
+        for e in range(top, -1, -1):
+            for o_, j, ky, kx in offsets:
+                uses = [(i, int(op.weight[oc, j, ky, kx])) for i, oc in enumerate(block)
+                        if int(abs(op.weight[oc, j, ky, kx])).bit_length() - 1 == e]
+                if not uses:
+                    continue
+                lines.append(f"x = p[{o_}];")
+                self.cost["pixel_load"] += 1
+                for i, wv in uses:
+                    sign = "+" if wv > 0 else "-"
+                    if level[i] is None:
+                        lines.append(f"a{i} = x;" if wv > 0 else f"a{i} = -x;")
+                    elif level[i] != e:
+                        lines.append(f"a{i} = POTNN_SHL(a{i}, {level[i] - e}) {sign} x;")
+                        self.cost["pixel_shift"] += 1
+                    else:
+                        lines.append(f"a{i} {sign}= x;")
+                    level[i] = e
+                    self.cost["pixel_tap"] += 1
+        lines += [f"a{i} = 0;" for i in range(len(block)) if level[i] is None]
+        return lines, [lv or 0 for lv in level]
 
     def _patch_copy(self, g: "_Geometry", in_t: str, src_off: str, rs: int, cs: int,
                     rows: dict[int, list[str]], cols: dict[int, list[str]], in_place: bool,
@@ -1240,9 +1284,6 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
     final_spec = program.tensors[program.output]
     logits_external = final_spec.ctype == "int32_t"
     plan = plan_memory(program, {program.output} if logits_external else set())
-    em = _Emitter(program, plan)
-    calls: list[str] = []
-    descr: list[str] = []
 
     def ref(name: str) -> str:
         spec = program.tensors[name]
@@ -1252,37 +1293,50 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
             return "out"
         return f"(({spec.ctype} *)(potnn_arena.bytes + {plan.offsets[name]}))"
 
-    for i, op in enumerate(program.ops):
-        if op.kind == "reshape":
-            continue
-        fn = f"potnn_{i}_{_cname(op.name)}"
-        if op.kind in ("conv", "linear"):
-            em.layer(op, fn)
-        elif op.kind == "add":
-            em.add(op, fn)
-        else:
-            em.simple(op, fn)
-        em.cost["call"] += 1
-        args = ", ".join(ref(n) for n in op.inputs)
-        calls.append(f"    {fn}({args}, {ref(op.output)});")
-        out = program.tensors[op.output]
-        where = "logits" if op.output == program.output and logits_external else f"arena+{plan.offsets.get(op.output, 0)}"
-        detail = ""
-        if op.kind in ("conv", "linear"):
-            assert op.weight is not None
-            nz = int(np.count_nonzero(op.weight))
-            detail = f" {op.encoding}, {nz}/{op.weight.size} nonzero weights"
-            if op.kind == "conv":
-                detail = f" {op.kernel[0]}x{op.kernel[1]}/s{op.stride[0]}{'' if op.groups == 1 else f' groups {op.groups}'}" + detail
-        descr.append(f" *   {op.name:<16} {op.kind}{detail} -> {'x'.join(map(str, out.shape))} {out.ctype} @ {where}")
+    def emit(window_taps: int) -> tuple[_Emitter, list[str], list[str], list[str]]:
+        em = _Emitter(program, plan, window_taps)
+        calls: list[str] = []
+        descr: list[str] = []
+        for i, op in enumerate(program.ops):
+            if op.kind == "reshape":
+                continue
+            fn = f"potnn_{i}_{_cname(op.name)}"
+            if op.kind in ("conv", "linear"):
+                em.layer(op, fn)
+            elif op.kind == "add":
+                em.add(op, fn)
+            else:
+                em.simple(op, fn)
+            em.cost["call"] += 1
+            args = ", ".join(ref(n) for n in op.inputs)
+            calls.append(f"    {fn}({args}, {ref(op.output)});")
+            out = program.tensors[op.output]
+            where = "logits" if op.output == program.output and logits_external else \
+                f"arena+{plan.offsets.get(op.output, 0)}"
+            detail = ""
+            if op.kind in ("conv", "linear"):
+                assert op.weight is not None
+                nz = int(np.count_nonzero(op.weight))
+                detail = f" {op.encoding}, {nz}/{op.weight.size} nonzero weights"
+                if op.kind == "conv":
+                    detail = f" {op.kernel[0]}x{op.kernel[1]}/s{op.stride[0]}" \
+                        f"{'' if op.groups == 1 else f' groups {op.groups}'}" + detail
+            descr.append(f" *   {op.name:<16} {op.kind}{detail} -> {'x'.join(map(str, out.shape))} {out.ctype} @ {where}")
+        kernels = em.kernel_text()
+        em.cost["predict"] += 1
+        return em, calls, descr, kernels
 
-    kernels = em.kernel_text()
+    def flash_of(em: _Emitter) -> int:
+        return em.weight_bytes + sum(_CODE_BYTES[k] * n for k, n in em.cost.items())
+
+    em, calls, descr, kernels = emit(UNROLLED_WINDOW_TAPS)
+    if flash_of(em) > config.flash and em.repeated_windows:  # loop the pool windows instead
+        em, calls, descr, kernels = emit(0)
     k = program.num_classes
     ram = plan.arena_bytes + 4 * k
     weight_bytes = em.weight_bytes
-    em.cost["predict"] += 1
-    code = sum(_CODE_BYTES[k] * n for k, n in em.cost.items())
-    flash = weight_bytes + code
+    flash = flash_of(em)
+    code = flash - weight_bytes
     c, h, w = program.input_shape
     if ram > config.ram:
         raise ExportError(f"model needs {ram} bytes of RAM (activation buffers {plan.arena_bytes} + logits {4 * k}) "
@@ -1336,9 +1390,11 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
         "#if defined(__GNUC__)",
         "#define POTNN_NOINLINE __attribute__((noinline))",
         "#define POTNN_OPAQUE(p) __asm__(\"\" : \"+r\"(p))",
+        "#define POTNN_AFTER(p, v) __asm__(\"\" : \"+r\"(p) : \"r\"(v))",
         "#else",
         "#define POTNN_NOINLINE",
         "#define POTNN_OPAQUE(p) ((void)0)",
+        "#define POTNN_AFTER(p, v) ((void)0)",
         "#endif",
         "/* The dot-product kernels stay generic (GCC: not specialised per call), so their size is known. */",
         "#if defined(__GNUC__) && !defined(__clang__)",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +238,8 @@ class _KernelCase(nn.Module):
 _VARIANTS = [
     ("in place, pool", 1, 10, lambda: PoTConv2d(1, 4, 3, padding=1), (2, 2, 0), None, {}),
     ("in place, pool with padding", 1, 9, lambda: PoTConv2d(1, 4, 3, padding=1), (3, 2, 1), None, {}),
+    ("in place, pool, window loop (too many weights to repeat per window)", 4, 8,
+     lambda: PoTConv2d(4, 16, 3, padding=1), (2, 2, 0), None, {}),
     ("compact, pool with padding", 4, 9, lambda: PoTConv2d(4, 6, 3, padding=1), (3, 2, 1), None, {}),
     ("compact, stride 2, groups", 8, 8, lambda: PoTConv2d(8, 6, 3, stride=2, padding=1, groups=2), None, None, {}),
     ("compact (window wider than the image)", 1, 2, lambda: PoTConv2d(1, 4, 3, padding=1), None, None, {}),
@@ -276,6 +280,28 @@ def test_every_kernel_variant_is_exact(variant, tmp_path: Path) -> None:
     potnn.prepare_qat(model, config)
     potnn.export(model, tmp_path / "m.h", config)
     assert np.array_equal(run_header(tmp_path / "m.h", images, 3)[1], potnn.simulate(model, images))
+
+
+def test_pool_windows_are_looped_when_repeating_them_would_not_fit_flash(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooled unrolled conv repeats its code per pool window only while the model still fits Config.flash:
+    a budget that only the looped form meets gets the looped form (still exact), not a refusal."""
+    export_module = importlib.import_module("potnn.export")
+    torch.manual_seed(3)
+    model = _prepared(TinyNet())
+    repeated = potnn.export(model, tmp_path / "repeated.h", CONFIG)
+    with monkeypatch.context() as m:
+        m.setattr(export_module, "UNROLLED_WINDOW_TAPS", 0)
+        looped = potnn.export(model, tmp_path / "looped.h", CONFIG)
+    assert looped.flash_estimate < repeated.flash_estimate
+    assert "woff[k]" in (tmp_path / "looped.h").read_text() and "woff[k]" not in (tmp_path / "repeated.h").read_text()
+    tight = dataclasses.replace(CONFIG, flash=looped.flash_estimate)
+    report = potnn.export(model, tmp_path / "tight.h", tight)
+    assert report.flash_estimate == looped.flash_estimate
+    assert (tmp_path / "tight.h").read_text() == (tmp_path / "looped.h").read_text()
+    images = _images()
+    assert np.array_equal(run_header(tmp_path / "tight.h", images, 10)[1], potnn.simulate(model, images))
+    assert np.array_equal(run_header(tmp_path / "repeated.h", images, 10)[1], potnn.simulate(model, images))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 3, 4, 6, 9])
