@@ -11,12 +11,13 @@ How the kernels are made fast on a 16-register core without a multiplier (RV32EC
 * Unrolled layers: every nonzero weight is code, inputs are loaded with constant offsets from a
   base pointer (`lbu rX, off(rB)`, small immediates). Linear layers go output by output, weights
   of equal exponent sharing one shift; convs go input-major: each input is loaded once per block
-  of up to 8 output channels (3 when pooled) and added into their register accumulators. Convs have no
-  padding test in that code: per output position the receptive field is read in place when it
-  lies inside the image, else copied with zeros into a small stack buffer with the same offsets
-  (or, for multi-channel inputs, always copied into a compact buffer). Taps are summed by
-  exponent, largest first, so an accumulator is shifted once per exponent, not once per weight. A
-  fused max-pool keeps a running max per channel in a register, per block of channels.
+  of up to 8 output channels (3 when pooled and sparse) and added into their register accumulators.
+  Convs have no padding test in that code: per output position the receptive field is read in
+  place when it lies inside the image, else copied with zeros into a small stack buffer with the
+  same offsets (or, for multi-channel inputs, always copied into a compact buffer). A block's taps
+  are summed by exponent, largest first, so an accumulator is shifted once per exponent, not once
+  per weight, unless summing input by input needs fewer instructions (dense blocks). A fused
+  max-pool keeps a running max per channel in a register, per block of channels.
 * Packed layers: one small dot-product kernel per encoding (`potnn_dot_*`), decoding a whole byte
   or word per iteration without branches; negative terms are added as one's complements and the
   bias table carries the correction. A conv copies its receptive field in packing order once per
@@ -59,6 +60,10 @@ PACKED_PATCH_LIMIT = 256
 # so its blocks are smaller (measured on the zoo's weights, RV32EC -Os: 3 channels spill least).
 _ACCUMULATORS = 8
 _POOLED_ACCUMULATORS = 3
+# ... unless its filters have this many nonzero weights on average: then loads dominate, and blocks of 8
+# (maxes partly spilled) beat blocks of 3 (measured: 72-weight dense filters 139k vs 166k instructions,
+# 22-weight pruned ones 87k at 3 vs 89k at 4).
+DENSE_FAN_IN = 48
 
 # A pooled unrolled conv repeats its code for each conv position of a pool window (constant offsets, no
 # window loop: about a tenth fewer instructions) while all the copies hold at most this many weights,
@@ -276,7 +281,7 @@ class _Emitter:
         copied into a compact [channel][row][column] buffer. Every tap then loads `p[constant]` (one lbu
         with a small immediate), input-major and by exponent (see _input_major): about one lbu and one add
         per weight. A fused max-pool keeps each channel's running max in a register, so its blocks hold 3
-        channels; the block's code is repeated per conv position of the pool window when the copies stay
+        channels (8 when the filters are dense, DENSE_FAN_IN); the block's code is repeated per conv position of the pool window when the copies stay
         small (UNROLLED_WINDOW_TAPS), else it loops over the window's offsets woff[]. The bias and the
         taps' common power of two are applied once, after the max. Measured on a pruned 12+24-channel
         network (mnist16-fast's recipe at 50+30 epochs; RV32EC, -Os) against the previous form (one
@@ -360,7 +365,9 @@ class _Emitter:
             ocs = range(gi * g.ocpg, (gi + 1) * g.ocpg)
             offsets = [(j * cs + ky * rs + kx, j, ky, kx)
                        for j in range(g.icpg) for ky in range(g.kh) for kx in range(g.kw)]
-            n_blocks = -(-len(ocs) // (_POOLED_ACCUMULATORS if pooled else _ACCUMULATORS))
+            fan_in = int(np.count_nonzero(op.weight[list(ocs)])) / len(ocs)
+            pooled_block = _POOLED_ACCUMULATORS if fan_in < DENSE_FAN_IN else _ACCUMULATORS
+            n_blocks = -(-len(ocs) // (pooled_block if pooled else _ACCUMULATORS))
             if not pooled:
                 inner.append("p = src;")
             for k in range(n_blocks):  # equal blocks: 12 channels as 6+6 rather than 8+4
@@ -407,31 +414,68 @@ class _Emitter:
 
     def _input_major(self, op: IntOp, block: list[int], offsets: list[tuple[int, int, int, int]],
                      signed: bool) -> tuple[list[str], list[int]]:
-        """Accumulators a0.. for the output channels in `block`, input by input: each input is loaded once
-        per block and exponent and added into every accumulator whose weight for it has that exponent.
+        """Accumulators a0.. for the output channels in `block`, input by input, in whichever of two orders
+        needs fewer instructions (estimated: loads + adds + shifts). Returns the lines and, per channel,
+        a left shift still to apply to its sum (after a max-pool's max: a shift keeps the order).
 
-        Exponents run from the largest down (Horner's scheme): an accumulator is shifted left only when
-        its next weight has a smaller exponent than its last, once per distinct exponent rather than once
-        per weight, and its smallest exponent is left for the caller to apply after summing (and after
-        a max-pool's max). Returns the lines and, per channel, that remaining left shift. The caller's
-        POTNN_OPAQUE(p) keeps GCC from carrying the loaded inputs over to the next block in spilled
-        registers."""
+        * By exponent, largest first (Horner's scheme): an input is loaded once per exponent among the
+          block's weights for it, and an accumulator is shifted only when its next weight has a smaller
+          exponent than its last: once per distinct exponent, not once per weight. Pays for sparse
+          blocks, whose inputs rarely feed two channels.
+        * By input: each input loaded once per block and added, shifted, into every accumulator that
+          uses it. Pays for dense blocks with many inputs per channel.
+
+        The caller's POTNN_OPAQUE(p) keeps GCC from carrying the loaded inputs over to the next block
+        in spilled registers."""
         assert op.weight is not None
+        w = op.weight
+        uses = [[(i, int(w[oc, j, ky, kx])) for i, oc in enumerate(block) if w[oc, j, ky, kx]]
+                for _, j, ky, kx in offsets]
+        exponent = {v: int(abs(v)).bit_length() - 1 for u in uses for _, v in u}
+        n_taps = sum(map(len, uses))
+        loaded = sum(1 for u in uses if u)
+        by_input = loaded + n_taps + sum(len({exponent[v] for _, v in u} - {0}) for u in uses)
+        # by exponent, an input is read again for each exponent, except that next to a small block GCC
+        # keeps a 3x3 window's worth in registers (measured: a one-channel 3x3 conv in blocks of 3 is
+        # fastest by exponent even when dense; in blocks of 8 it is not)
+        small = len(block) <= _POOLED_ACCUMULATORS and loaded <= 9
+        pairs = loaded if small else sum(len({exponent[v] for _, v in u}) for u in uses)
+        per_channel: list[set[int]] = [set() for _ in block]
+        for u in uses:
+            for i, v in u:
+                per_channel[i].add(exponent[v])
+        by_exponent = pairs + n_taps + sum(max(len(e) - 1, 0) for e in per_channel)
         lines = [f"int32_t x, {', '.join(f'a{i}' for i in range(len(block)))};"]
-        level: list[int | None] = [None] * len(block)  # each accumulator's current exponent
-        top = max(int(np.abs(op.weight[oc]).max()).bit_length() - 1 for oc in block)
-        for e in range(top, -1, -1):
-            for o_, j, ky, kx in offsets:
-                uses = [(i, int(op.weight[oc, j, ky, kx])) for i, oc in enumerate(block)
-                        if int(abs(op.weight[oc, j, ky, kx])).bit_length() - 1 == e]
-                if not uses:
+        if by_input < by_exponent:
+            started = [False] * len(block)
+            for (o_, _, _, _), u in zip(offsets, uses):
+                if not u:
                     continue
                 lines.append(f"x = p[{o_}];")
                 self.cost["pixel_load"] += 1
-                for i, wv in uses:
-                    sign = "+" if wv > 0 else "-"
+                for i, v in u:
+                    term = _term("x", exponent[v], signed)
+                    if not started[i]:
+                        lines.append(f"a{i} = {term};" if v > 0 else f"a{i} = -{term};")
+                        started[i] = True
+                    else:
+                        lines.append(f"a{i} {'+' if v > 0 else '-'}= {term};")
+                    self.cost["pixel_tap"] += 1
+                    self.cost["pixel_shift"] += exponent[v] > 0
+            lines += [f"a{i} = 0;" for i in range(len(block)) if not started[i]]
+            return lines, [0] * len(block)
+        level: list[int | None] = [None] * len(block)  # each accumulator's current exponent
+        for e in range(max(exponent.values(), default=-1), -1, -1):
+            for (o_, _, _, _), u in zip(offsets, uses):
+                here = [(i, v) for i, v in u if exponent[v] == e]
+                if not here:
+                    continue
+                lines.append(f"x = p[{o_}];")
+                self.cost["pixel_load"] += 1
+                for i, v in here:
+                    sign = "+" if v > 0 else "-"
                     if level[i] is None:
-                        lines.append(f"a{i} = x;" if wv > 0 else f"a{i} = -x;")
+                        lines.append(f"a{i} = x;" if v > 0 else f"a{i} = -x;")
                     elif level[i] != e:
                         lines.append(f"a{i} = POTNN_SHL(a{i}, {level[i] - e}) {sign} x;")
                         self.cost["pixel_shift"] += 1
