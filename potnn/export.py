@@ -57,7 +57,8 @@ PACKED_PATCH_LIMIT = 256
 # Unrolled convs run input-major: each input is loaded once per block of up to this many output channels
 # and added into their register accumulators (RV32EC: 8 accumulators, the input, a temporary and the
 # pointers fit its 16 registers). A pooled conv also keeps each channel's running max in a register,
-# so its blocks are smaller (measured on the zoo's weights, RV32EC -Os: 3 channels spill least).
+# so its blocks are smaller (on the zoo's weights, RV32EC -Os, 3 channels were fastest overall: 2 within
+# 1 %, 4 to 6 slower by 3-5 % from spills).
 _ACCUMULATORS = 8
 _POOLED_ACCUMULATORS = 3
 # ... unless its filters have this many nonzero weights on average: then loads dominate, and blocks of 8
@@ -281,8 +282,9 @@ class _Emitter:
         copied into a compact [channel][row][column] buffer. Every tap then loads `p[constant]` (one lbu
         with a small immediate), input-major and by exponent (see _input_major): about one lbu and one add
         per weight. A fused max-pool keeps each channel's running max in a register, so its blocks hold 3
-        channels (8 when the filters are dense, DENSE_FAN_IN); the block's code is repeated per conv position of the pool window when the copies stay
-        small (UNROLLED_WINDOW_TAPS), else it loops over the window's offsets woff[]. The bias and the
+        channels (8 when the filters are dense, DENSE_FAN_IN); the block's code is repeated per conv
+        position of the pool window when the copies stay small (UNROLLED_WINDOW_TAPS), else it loops over
+        the window's offsets woff[]. The bias and the
         taps' common power of two are applied once, after the max. Measured on a pruned 12+24-channel
         network (mnist16-fast's recipe at 50+30 epochs; RV32EC, -Os) against the previous form (one
         shift per weight, all channels of a group around a window loop with the maxes in a stack array):
@@ -382,9 +384,8 @@ class _Emitter:
                 # The block's pool windows, each channel's running max in a register (m_i); the taps' common
                 # power of two is applied once, after the max (a shift preserves order). Small layers
                 # repeat their code per window (constant offsets, no loop); the others loop over woff[].
-                maxes = ", ".join(f"m{i}" for i in range(len(block)))
                 if unroll_windows:
-                    inner += ["{", f"    int32_t {maxes};", "    p = src;"]
+                    inner += ["{", f"    int32_t {', '.join(f'm{i}' for i in range(len(block)))};", "    p = src;"]
                     for w, wo in enumerate(woffs):
                         blk, exps = self._input_major(op, block, [(o_ + wo, j, ky, kx) for o_, j, ky, kx in offsets],
                                                       signed)
@@ -1365,7 +1366,8 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
                 if op.kind == "conv":
                     detail = f" {op.kernel[0]}x{op.kernel[1]}/s{op.stride[0]}" \
                         f"{'' if op.groups == 1 else f' groups {op.groups}'}" + detail
-            descr.append(f" *   {op.name:<16} {op.kind}{detail} -> {'x'.join(map(str, out.shape))} {out.ctype} @ {where}")
+            shape = "x".join(map(str, out.shape))
+            descr.append(f" *   {op.name:<16} {op.kind}{detail} -> {shape} {out.ctype} @ {where}")
         kernels = em.kernel_text()
         em.cost["predict"] += 1
         return em, calls, descr, kernels
