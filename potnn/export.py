@@ -18,6 +18,9 @@ How the kernels are made fast on a 16-register core without a multiplier (RV32EC
   are summed by exponent, largest first, so an accumulator is shifted once per exponent, not once
   per weight, unless summing input by input needs fewer instructions (dense blocks). A fused
   max-pool keeps a running max per channel in a register, per block of channels.
+  When the code would not fit Config.flash, a linear layer's larger groups of equal weights become
+  tables of input indices summed by a small kernel (`potnn_gather_*`), and pooled convs keep their
+  pool-window loop: the fastest form that fits is the one exported.
 * Packed layers: one small dot-product kernel per encoding (`potnn_dot_*`), decoding a whole byte
   or word per iteration without branches; negative terms are added as one's complements and the
   bias table carries the correction. A conv copies its receptive field in packing order once per
@@ -75,6 +78,11 @@ UNROLLED_WINDOW_TAPS = 512
 # in all groups together, and a loop with run-time tests beyond (depthwise layers with large windows).
 LOOPED_COPY_ELEMENTS = 96
 
+# An unrolled linear layer whose code would not fit the flash sums its larger groups of equal weights
+# (one output, exponent and sign) from tables of input indices instead: groups of at least 32 weights
+# first, then 16, 8 ... (tried in this order until the model fits).
+GATHER_GROUPS = (32, 16, 8, 4, 2, 1)
+
 # Flash estimate: bytes of GCC 12 -Os RV32EC code per construct the emitter writes (the bench's linker
 # report is the exact figure). Fitted per function to the builds of the stress test's random models and
 # the kernel benchmark's, then raised (per-weight items by 4 %, the rest by 40 %) until no model was
@@ -107,6 +115,8 @@ _CODE_BYTES: dict[str, int] = {
     "copy_looped": 84,  # one border copy as a loop with run-time tests
     "guard": 8,  # one padding test (fallback conv)
     "packed_linear": 100,  # a packed linear layer's loop and call
+    "gather_output": 20,  # an output of an unrolled linear layer summed by potnn_gather (the call)
+    "kernel_gather": 130,  # a potnn_gather kernel
     "packed_conv": 149,  # a packed conv's loops, copy set-up, calls
     "packed_conv_pool": 152,  # ... its max-pool
     "packed_conv_groups": 24,  # ... its group loop
@@ -165,16 +175,18 @@ def _c_array(ctype: str, name: str, values: list[int] | np.ndarray, per_line: in
 class _Emitter:
     """Builds the header text for one IntProgram and memory plan."""
 
-    def __init__(self, program: IntProgram, plan: MemoryPlan, window_taps: int = 0) -> None:
+    def __init__(self, program: IntProgram, plan: MemoryPlan, window_taps: int = 0, gather_min: int = 0) -> None:
         self.p = program
         self.plan = plan
         self.window_taps = window_taps  # pooled unrolled convs with at most this many weights x windows repeat them
         self.repeated_windows = 0  # blocks whose code is repeated per pool window
+        self.gather_min = gather_min  # unrolled linear: weight groups this big are summed from index tables (0: never)
         self.tables: list[str] = []
         self.functions: list[str] = []
         self.weight_bytes = 0
         self.cost: Counter[str] = Counter()  # code constructs emitted, for the flash estimate
         self.kernels: set[tuple[str, bool]] = set()  # (encoding, signed input) of the dot kernels used
+        self.gather_kernels: set[tuple[bool, str]] = set()  # (signed input, index type) of the gather kernels used
 
     # ---- helpers -------------------------------------------------------------------------
     def spec(self, name: str) -> TensorSpec:
@@ -195,6 +207,9 @@ class _Emitter:
         for encoding, signed in sorted(self.kernels):
             lines += _dot_kernel(encoding, signed)
             self.cost[f"kernel_{encoding}"] += 1
+        for signed, index_t in sorted(self.gather_kernels):
+            lines += _gather_kernel(signed, index_t)
+            self.cost["kernel_gather"] += 1
         return lines
 
     # ---- conv / linear -------------------------------------------------------------------
@@ -202,7 +217,7 @@ class _Emitter:
         assert op.weight is not None and op.bias is not None
         in_t, out_t = self.spec(op.inputs[0]).ctype, ("int32_t" if op.final else self.spec(op.output).ctype)
         if op.encoding == "unroll":
-            body = self._unrolled_linear(op) if op.kind == "linear" else \
+            body = self._unrolled_linear(op, fn) if op.kind == "linear" else \
                 (self._unrolled_conv(op) or self._unrolled_conv_guarded(op))
         elif op.kind == "linear":
             body = self._packed_linear(op, fn)
@@ -259,17 +274,46 @@ class _Emitter:
             lines.append("acc = 0;")
         return lines
 
-    def _unrolled_linear(self, op: IntOp) -> list[str]:
+    def _unrolled_linear(self, op: IntOp, fn: str) -> list[str]:
         """Each output: its nonzero weights as shift-add code over in[], through a pointer the compiler
-        must re-read (POTNN_OPAQUE) so it does not try to keep 100+ inputs in RV32EC's 16 registers."""
+        must re-read (POTNN_OPAQUE) so it does not try to keep 100+ inputs in RV32EC's 16 registers.
+
+        When the code would not fit the flash (render sets gather_min), an output's groups of at least
+        gather_min equal weights are instead lists of input indices in a table, summed by one call of
+        potnn_gather_* per output: one or two bytes per weight (the index) instead of about six of code,
+        for about five instructions per weight instead of two."""
         assert op.weight is not None
         signed = self.signed(op.inputs[0])
         in_t = self.spec(op.inputs[0]).ctype
+        index_t = "uint8_t" if op.weight.shape[1] < 256 else "uint16_t"  # counts (<= inputs) share the type
+        levels = get_encoding("unroll").max_shift + 1
+        indices: list[int] = []
+        counts: list[int] = []
         lines = [f"const {in_t} *p;", "int32_t acc;" if op.final else "int32_t acc, v;"]
         for oc in range(op.weight.shape[0]):
-            taps = [(f"p[{i}]", int(w)) for i, w in enumerate(op.weight[oc]) if w != 0]
-            lines += ["p = in;", "POTNN_OPAQUE(p);"] + self._tap_groups(taps, signed, init=True) + \
-                self._store_biased(op, oc, f"out[{oc}]")
+            taps: list[tuple[str, int]] = []
+            row_counts = []
+            for e in range(levels - 1, -1, -1):
+                for w in (1 << e, -(1 << e)):
+                    members = np.flatnonzero(op.weight[oc] == w).tolist()
+                    gathered = bool(self.gather_min) and len(members) >= self.gather_min
+                    row_counts.append(len(members) if gathered else 0)
+                    indices += members if gathered else []
+                    taps += [] if gathered else [(f"p[{i}]", w) for i in members]
+            code = self._tap_groups(taps, signed, init=not any(row_counts))
+            if any(row_counts):
+                start = len(indices) - sum(row_counts)
+                call = f"{_gather_name(signed, index_t)}(p, {fn}_i + {start}, {fn}_n + {len(counts)})"
+                code = [f"acc = {call};"] + code
+                counts += row_counts
+                self.gather_kernels.add((signed, index_t))
+                self.cost["gather_output"] += 1
+            lines += ["p = in;", "POTNN_OPAQUE(p);"] + code + self._store_biased(op, oc, f"out[{oc}]")
+        if indices:
+            self.tables.append(f"/* {fn}: the weights summed by {_gather_name(signed, index_t)}: per output, the "
+                               f"count of each exponent {levels - 1}..0, positive then negative; their input indices */")
+            self.table(index_t, f"{fn}_n", counts)
+            self.table(index_t, f"{fn}_i", indices)
         return lines
 
     def _unrolled_conv(self, op: IntOp) -> list[str] | None:
@@ -1142,6 +1186,38 @@ def _dot_kernel(encoding: str, signed: bool) -> list[str]:
     return text.splitlines() + [""]
 
 
+def _gather_name(signed: bool, index_t: str) -> str:
+    return f"potnn_gather_{'s8' if signed else 'u8'}_{'u8' if index_t == 'uint8_t' else 'u16'}"
+
+
+def _gather_kernel(signed: bool, index_t: str) -> list[str]:
+    """C text of the kernel that sums one output's tabled weights (see _Emitter._unrolled_linear)."""
+    x = "int8_t" if signed else "uint8_t"
+    levels = get_encoding("unroll").max_shift + 1
+    return f"""/* One output of an unrolled linear layer from tables: n[] counts its weights of each exponent
+ * {levels - 1}..0, positive then negative, whose input indices follow each other in ix[]. Horner: the sum
+ * is doubled once per exponent, so each weight costs a load and an add, not a shift. */
+POTNN_KERNEL POTNN_RAMFUNC static int32_t {_gather_name(signed, index_t)}(const {x} *x, const {index_t} *ix, const {index_t} *n)
+{{
+    int32_t acc = 0, sum;
+    for (const {index_t} *end = n + {2 * levels}; n != end; n++) {{
+        unsigned c = *n;
+        sum = 0;
+        if (c & 1)
+            sum += x[*ix++];
+        if (c & 2) {{
+            sum += x[ix[0]] + x[ix[1]];
+            ix += 2;
+        }}
+        for (c >>= 2; c; c--, ix += 4)
+            sum += x[ix[0]] + x[ix[1]] + x[ix[2]] + x[ix[3]];
+        acc = (end - n) & 1 ? acc - sum : acc + acc + sum;
+    }}
+    return acc;
+}}
+""".splitlines() + [""]
+
+
 def _edge_taps(op: IntOp) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     """Kernel rows/columns that fall into the padding for some output position, with the C test that
     says they do not ('@' stands for iy0 or ix0). Taps in other rows/columns need no test at all."""
@@ -1338,8 +1414,8 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
             return "out"
         return f"(({spec.ctype} *)(potnn_arena.bytes + {plan.offsets[name]}))"
 
-    def emit(window_taps: int) -> tuple[_Emitter, list[str], list[str], list[str]]:
-        em = _Emitter(program, plan, window_taps)
+    def emit(window_taps: int, gather_min: int) -> tuple[_Emitter, list[str], list[str], list[str]]:
+        em = _Emitter(program, plan, window_taps, gather_min)
         calls: list[str] = []
         descr: list[str] = []
         for i, op in enumerate(program.ops):
@@ -1375,9 +1451,16 @@ def render(program: IntProgram, config: Config) -> tuple[str, ExportReport]:
     def flash_of(em: _Emitter) -> int:
         return em.weight_bytes + sum(_CODE_BYTES[k] * n for k, n in em.cost.items())
 
-    em, calls, descr, kernels = emit(UNROLLED_WINDOW_TAPS)
-    if flash_of(em) > config.flash and em.repeated_windows:  # loop the pool windows instead
-        em, calls, descr, kernels = emit(0)
+    # The fastest code first. While it does not fit the flash: ever smaller weight groups of unrolled
+    # linear layers summed from index tables, then the same with the pool windows looped.
+    gatherable = any(op.kind == "linear" and op.encoding == "unroll" for op in program.ops)
+    for window_taps in (UNROLLED_WINDOW_TAPS, 0):
+        for gather_min in (0,) + (GATHER_GROUPS if gatherable else ()):
+            em, calls, descr, kernels = emit(window_taps, gather_min)
+            if flash_of(em) <= config.flash:
+                break
+        if flash_of(em) <= config.flash or not em.repeated_windows:
+            break
     k = program.num_classes
     ram = plan.arena_bytes + 4 * k
     weight_bytes = em.weight_bytes

@@ -304,6 +304,71 @@ def test_pool_windows_are_looped_when_repeating_them_would_not_fit_flash(tmp_pat
     assert np.array_equal(run_header(tmp_path / "repeated.h", images, 10)[1], potnn.simulate(model, images))
 
 
+class _WideLinear(nn.Module):
+    """A 2x2 conv (15x15 = 225 unsigned outputs: one-byte indices), a dense 225 -> 24 linear layer, 24 -> 10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = PoTConv2d(1, 1, 2)
+        self.fc1 = PoTLinear(225, 24)
+        self.fc2 = PoTLinear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(torch.relu(self.conv(x)).flatten(1))))
+
+
+class _SignedWideLinear(nn.Module):
+    """A conv without ReLU (signed int8 outputs), then a dense 512 -> 10 linear layer (two-byte indices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = PoTConv2d(1, 2, 3, padding=1)
+        self.fc = PoTLinear(512, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("build", [_WideLinear, _SignedWideLinear])
+def test_linear_weight_groups_come_from_index_tables_when_their_code_would_not_fit_flash(
+        build: type[nn.Module], tmp_path: Path) -> None:
+    """An unrolled linear layer of thousands of dense weights is ~6 bytes of code per weight, over 16 KB;
+    export then sums its larger weight groups from index tables (potnn_gather_*), the fastest form that
+    fits Config.flash, and stays exact. With flash to spare it is all code, as before."""
+    torch.manual_seed(0)
+    model = _prepared(build())
+    roomy = potnn.export(model, tmp_path / "code.h", dataclasses.replace(CONFIG, flash=1 << 20))
+    assert roomy.flash_estimate > CONFIG.flash and "potnn_gather_" not in (tmp_path / "code.h").read_text()
+    report = potnn.export(model, tmp_path / "m.h", CONFIG)
+    text = (tmp_path / "m.h").read_text()
+    kernel = "potnn_gather_u8_u8" if build is _WideLinear else "potnn_gather_s8_u16"
+    assert report.flash_estimate <= CONFIG.flash and f"{kernel}(p, " in text
+    images = _images()
+    ref = potnn.simulate(model, images)
+    for header in ("m.h", "code.h"):
+        assert np.array_equal(run_header(tmp_path / header, images, 10)[1], ref)
+
+
+@pytest.mark.parametrize("build_model", [_WideLinear, _SignedWideLinear])
+def test_flash_estimate_covers_gathered_linear_layers(build_model: type[nn.Module], tmp_path: Path) -> None:
+    """The export chose the index tables by its flash estimate, so that estimate must cover the real build."""
+    from bench.board import load_board
+    from bench.build import BudgetError, build
+    from bench.toolchain import ToolchainError, find_toolchain
+
+    try:
+        find_toolchain(load_board("ch32v003"), "gnu")
+    except ToolchainError as exc:
+        pytest.skip(str(exc))
+    torch.manual_seed(0)
+    report = potnn.export(_prepared(build_model()), tmp_path / "m.h", CONFIG)
+    try:
+        actual = build("ch32v003", tmp_path / "m.h", tmp_path / "build", toolchain="gnu").model_flash_bytes
+    except BudgetError as exc:  # model + bench firmware over 16 KB: the measuring link still has the sizes
+        actual = exc.size.model_flash_bytes
+    assert actual <= report.flash_estimate <= 1.25 * actual + 300, (actual, report.flash_estimate)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 3, 4, 6, 9])
 def test_flash_estimate_covers_the_rv32ec_build(seed: int, tmp_path: Path) -> None:
     """potnn.export refuses models by its flash estimate, so it must not be below the real -Os RV32EC code
