@@ -281,7 +281,7 @@ class _Emitter:
         When the code would not fit the flash (render sets gather_min), an output's groups of at least
         gather_min equal weights are instead lists of input indices in a table, summed by one call of
         potnn_gather_* per output: one or two bytes per weight (the index) instead of about six of code,
-        for about five instructions per weight instead of two."""
+        for five to seven instructions per weight instead of two (RV32EC; fewer for longer groups)."""
         assert op.weight is not None
         signed = self.signed(op.inputs[0])
         in_t = self.spec(op.inputs[0]).ctype
