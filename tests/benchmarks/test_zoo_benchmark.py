@@ -62,11 +62,11 @@ def test_zoo_models_on_both_boards(tmp_path: Path) -> None:
             find_toolchain(load_board(board))
         except ToolchainError as e:
             pytest.skip(str(e))
-    for name in _selected_models():
+    models = _selected_models()
+    for name in models:
         if not get(name).trained:
             pytest.fail(f"{name} has no shipped weights: python -m potnn.zoo.train {name}")
     limit = int(os.environ["POTNN_ZOO_LIMIT"]) if os.environ.get("POTNN_ZOO_LIMIT") else None
-    models = _selected_models()
     summaries: dict[tuple[str, str], dict[str, Any]] = {}
     for name in models:
         for board in BOARDS:
