@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .fuse import fuse_batchnorm, replace_global_pooling
+from .oscillation import OscillationFreezer
 from .qat import calibrate, enable_integer_sim, prepare_qat, set_mode
 from .sparsity import Pruner
 
@@ -54,8 +55,10 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tens
 
 def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int, lr: float, device: torch.device,
          phase: str, log: Callable[[str], None], scale_lr_factor: float = 1.0, teacher: nn.Module | None = None,
-         distill: float = 0.0, pruner: Pruner | None = None, prune_ramp: int = 0) -> None:
-    """Train for `epochs` (AdamW, one-cycle schedule, the pruning masks re-applied after every step)."""
+         distill: float = 0.0, pruner: Pruner | None = None, prune_ramp: int = 0,
+         freezer: OscillationFreezer | None = None) -> None:
+    """Train for `epochs` (AdamW, one-cycle schedule; after every step the pruning masks are applied
+    again and the oscillating weights frozen)."""
     if epochs <= 0:
         return
     scales = [p for n, p in model.named_parameters() if n.endswith("alpha_log2")]
@@ -84,20 +87,24 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
             schedule.step()
             if pruner is not None:
                 pruner.apply()
+            if freezer is not None:
+                freezer.step()
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         acc = evaluate(model, test_loader, device)
-        zeros = "" if pruner is None else \
+        notes = "" if pruner is None else \
             "  zeros " + " ".join(f"{p} {100 * v:.0f}%" for p, v in pruner.sparsity().items())
+        if freezer is not None:
+            notes += "  frozen " + " ".join(f"{p} {n}" for p, n in freezer.counts().items())
         log(f"[{phase}] epoch {epoch}/{epochs}  loss {loss_sum / max(seen, 1):.4f}  test {100 * acc:.2f}%  "
-            f"({time.time() - start:.1f}s){zeros}")
+            f"({time.time() - start:.1f}s){notes}")
 
 
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: Config, float_epochs: int = 10,
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
           calibration_batches: int = 8, scale_lr_factor: float = 0.05, distill: float = 0.0,
           sparsity: Mapping[str, float] | None = None, teacher: nn.Module | None = None,
-          log: Callable[[str], None] = print) -> nn.Module:
+          freeze: float = 0.0, log: Callable[[str], None] = print) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.
@@ -112,6 +119,9 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     `sparsity` (module path → fraction) prunes each filter of those layers to that fraction of zero
     weights (see potnn.sparsity: zero weights cost nothing in unrolled code), ramped over the first
     half of float training (of QAT when there is none); the pruned weights stay zero after that.
+    `freeze` > 0 fixes, during QAT, each weight whose integer value flips back and forth more often
+    than that frequency (flips per step, see potnn.oscillation): otherwise such a weight ends on
+    whichever side of its power-of-two boundary the last step left it.
     """
     if teacher is not None and distill <= 0:
         raise ValueError("train: a teacher needs distill > 0 (the weight of its outputs in the loss)")
@@ -133,8 +143,9 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
+    freezer = OscillationFreezer(model, config, freeze) if freeze > 0 else None
     _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 10, dev, "qat", log,
-         scale_lr_factor, teacher, distill, pruner, 0 if float_epochs > 0 else qat_epochs // 2)
+         scale_lr_factor, teacher, distill, pruner, 0 if float_epochs > 0 else qat_epochs // 2, freezer)
     enable_integer_sim(model)
     log(f"[int] exact integer model: test {100 * evaluate(model, test_loader, dev):.2f}%")
     model.to("cpu")

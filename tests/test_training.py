@@ -1,6 +1,8 @@
-"""potnn.train's options: magnitude pruning, distillation, choosing the QAT epoch on held-out images."""
+"""potnn.train's options: magnitude pruning, distillation, freezing oscillating weights."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch.nn as nn
 import potnn
 from potnn import PoTConv2d, PoTLinear
 from potnn.lower import lower
+from potnn.oscillation import OscillationFreezer
 from potnn.sparsity import Pruner
 
 
@@ -92,3 +95,45 @@ def test_an_external_teacher_teaches_both_phases() -> None:
     assert (model(x).argmax(1) == 0).float().mean() > 0.9      # learnt the teacher, not the labels
     with pytest.raises(ValueError, match="teacher needs distill > 0"):
         potnn.train(SmallNet(), _loader(64, 0), _loader(64, 1), CONFIG, teacher=ConstantTeacher())
+
+
+def _prepared_small_net() -> nn.Module:
+    torch.manual_seed(0)
+    model = SmallNet()
+    potnn.calibrate(model, _loader(64, 0), CONFIG)
+    return potnn.prepare_qat(model, CONFIG)
+
+
+def test_a_weight_flipping_back_and_forth_is_frozen_at_the_level_it_mostly_had() -> None:
+    model = _prepared_small_net()
+    freezer = OscillationFreezer(model, CONFIG, threshold=0.02)
+    unit = freezer.level_unit("conv")
+    w = model.conv.weight
+    mostly_two, mostly_one, climbing = (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0)
+    for t in range(12):
+        with torch.no_grad():  # what an oscillating optimizer does around the 1|2 boundary (1.5 units)
+            w[mostly_two] = (1.5 + (0.02 if t % 3 else -0.01)) * unit[mostly_two]
+            w[mostly_one] = (1.5 - (0.02 if t % 3 else -0.01)) * unit[mostly_one]
+            w[climbing] = (1.0 + 0.5 * t) * unit[climbing]   # crosses boundaries, never turns back
+        freezer.step()
+    frozen = freezer.frozen["conv"]
+    assert frozen[mostly_two] and frozen[mostly_one] and not frozen[climbing]
+    assert freezer.counts()["conv"] == 2
+    with torch.no_grad():
+        w[mostly_two] = 1.2 * unit[mostly_two]   # the optimizer moves the frozen weight: it is held
+    freezer.step()
+    levels = model.conv.integer_params(exact=True).weight
+    assert levels[mostly_two] == 2 * torch.sign(unit[mostly_two]) and levels[mostly_one] == torch.sign(unit[mostly_one])
+    assert freezer.frozen["conv"][mostly_two]
+
+
+def test_training_with_freezing_reports_frozen_weights_and_keeps_them() -> None:
+    torch.manual_seed(0)
+    lines: list[str] = []
+    model = potnn.train(SmallNet(), _loader(256, 0), _loader(96, 1), CONFIG, float_epochs=2, qat_epochs=4,
+                        qat_lr=1e-2, freeze=0.005, log=lines.append)  # a high rate makes weights oscillate
+    counts = [int(n) for line in lines if "frozen" in line for n in re.findall(r"conv (\d+)", line)]
+    assert len(counts) == 4 and counts == sorted(counts) and counts[-1] > 0   # per QAT epoch; none unfrozen
+    assert potnn.evaluate(model, _loader(96, 2)) > 0.9
+    with pytest.raises(ValueError, match=r"freeze threshold must be a frequency in \(0, 1\)"):
+        OscillationFreezer(model, CONFIG, threshold=1.5)
