@@ -29,6 +29,7 @@ class Recipe:
     distill: float = 0.0
     teacher: str | None = None  # a shipped zoo model whose outputs teach this one (train that one first)
     sparsity: Mapping[str, float] = field(default_factory=dict)
+    freeze: float = 0.0  # QAT freezes weights flipping more often than this (potnn.train's `freeze`)
     seed: int = 0
     accuracy_floor: float = 0.0
     boards: tuple[str, ...] = field(default=("ch32v003", "py32f003"))
@@ -42,8 +43,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         build=lambda: ConvNet(((12, "pool"), (24, "pool"))),
         config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, per_channel=True,
                       default_encoding="unroll"),
-        float_epochs=100, qat_epochs=40, qat_lr=1e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
-        sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, seed=1, accuracy_floor=0.990,
+        float_epochs=100, qat_epochs=40, qat_lr=3e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
+        sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, freeze=0.02, seed=1, accuracy_floor=0.990,
     ),
     Recipe(
         name="mnist16-accurate",

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     model = train(recipe.build(), train_loader, test_loader, recipe.config, float_epochs=float_epochs,
                   qat_epochs=qat_epochs, lr=recipe.lr, qat_lr=recipe.qat_lr, device="cpu",
-                  distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, teacher=teacher)
+                  distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, teacher=teacher,
+                  freeze=recipe.freeze)
     wall = time.time() - start
     images, labels = load_mnist("test")
     accuracy = float((simulate(model, images).argmax(1) == labels).mean())
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "default_encoding": recipe.config.default_encoding,
         "float_epochs": float_epochs, "qat_epochs": qat_epochs, "seed": recipe.seed,
         "augment": recipe.augment, "teacher": recipe.teacher, "distill": recipe.distill,
-        "sparsity": dict(recipe.sparsity),
+        "sparsity": dict(recipe.sparsity), "freeze": recipe.freeze,
         "per_channel": recipe.config.per_channel,
         "train_seconds": round(wall), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
