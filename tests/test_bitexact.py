@@ -48,7 +48,7 @@ def test_export_matches_simulate(seed: int, tmp_path: Path) -> None:
     with torch.no_grad():
         y = case.model(x).double()
     head = case.model.head
-    scale = float(head.output_scale())
+    scale = float(head.output_scale().detach())
     assert np.array_equal(np.round(y.numpy() / scale).astype(np.int64), ref.astype(np.int64)), case.description
 
 
