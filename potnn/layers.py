@@ -169,10 +169,23 @@ class PoTLayer(QuantModule):
             w = w / (255.0 * fold.weight_std)
         return w, b
 
+    def channel_scale(self) -> torch.Tensor:
+        """Each output channel's weight scale, alpha * 2**channel_shift (float64): folded weights ≈ it * levels."""
+        return self.alpha * torch.pow(2.0, self.channel_shift.double())
+
+    def latent_weight(self, levels: torch.Tensor) -> torch.Tensor:
+        """The `weight` whose folded value is exactly `levels` (integer levels, weight-shaped) times the
+        channel scale: folded_weight_bias undone, for code that sets weights to chosen levels."""
+        unit = self.channel_scale().view((-1,) + (1,) * (self.weight.dim() - 1)).expand(self.weight.shape)
+        fold = self._potnn_fold
+        if fold is not None:
+            unit = unit * 255.0 * fold.weight_std.to(unit.device)
+        return levels * unit
+
     def integer_params(self, exact: bool) -> IntParams:
         """Integer weights, bias and shifts of this layer, from its float state (the lowering calls this)."""
         alpha = self.alpha
-        alpha_c = alpha * torch.pow(2.0, self.channel_shift.double())
+        alpha_c = self.channel_scale()
         w, b = self.folded_weight_bias()
         wview = (-1,) + (1,) * (w.dim() - 1)
         q = quantizer.quantize_weights(w / alpha_c.view(wview), self.encoding or "unroll", exact)

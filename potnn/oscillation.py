@@ -19,9 +19,8 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .config import Config
 from .layers import PoTLayer
-from .quantizer import legalize, pot_round
+from .quantizer import quantize_weights
 
 
 class OscillationFreezer:
@@ -31,13 +30,12 @@ class OscillationFreezer:
     1/`momentum` steps) above which a weight is frozen. Call `step()` after each optimizer step.
     """
 
-    def __init__(self, model: nn.Module, config: Config, threshold: float, momentum: float = 0.01) -> None:
+    def __init__(self, model: nn.Module, threshold: float, momentum: float = 0.01) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"freeze threshold must be a frequency in (0, 1), got {threshold}")
         self.threshold = threshold
         self.momentum = momentum
         self.layers: dict[str, PoTLayer] = {n: m for n, m in model.named_modules() if isinstance(m, PoTLayer)}
-        self.encodings = {n: m.encoding or config.encoding_for(n) for n, m in self.layers.items()}
         self._last: dict[str, torch.Tensor] = {}
         self._direction: dict[str, torch.Tensor] = {}
         self._frequency: dict[str, torch.Tensor] = {}
@@ -45,34 +43,14 @@ class OscillationFreezer:
         self.frozen: dict[str, torch.Tensor] = {}
         self._value: dict[str, torch.Tensor] = {}
         self._steps = 0
-        for name in self.layers:
-            q, scaled = self._levels(name)
+        for name, layer in self.layers.items():
+            q, scaled = _levels(layer)
             self._last[name] = q
             self._direction[name] = torch.zeros_like(q)
             self._frequency[name] = torch.zeros_like(q)
             self._average[name] = torch.zeros_like(scaled)
             self.frozen[name] = torch.zeros_like(q, dtype=torch.bool)
             self._value[name] = torch.zeros_like(q)
-
-    @torch.no_grad()
-    def level_unit(self, name: str) -> torch.Tensor:
-        """The latent weight of level 1 for each weight (alpha × 2**channel_shift, and the input fold's factor)."""
-        layer = self.layers[name]
-        unit = layer.alpha * torch.pow(2.0, layer.channel_shift.double())
-        unit = unit.view((-1,) + (1,) * (layer.weight.dim() - 1)).expand(layer.weight.shape)
-        fold = layer._potnn_fold  # a first layer sees raw pixels: its latent weight is the folded one × 255 std
-        return unit if fold is None else unit * 255.0 * fold.weight_std.to(unit.device)
-
-    @torch.no_grad()
-    def _levels(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(integer levels, weights in level units) of layer `name`, as the integer model rounds them."""
-        layer = self.layers[name]
-        w, _ = layer.folded_weight_bias()
-        unit = layer.alpha * torch.pow(2.0, layer.channel_shift.double())
-        scaled = w / unit.view((-1,) + (1,) * (w.dim() - 1))
-        encoding = self.encodings[name]
-        flat = scaled.reshape(scaled.shape[0], -1)
-        return legalize(pot_round(flat, encoding), encoding).reshape(scaled.shape), scaled
 
     @torch.no_grad()
     def step(self) -> None:
@@ -84,7 +62,7 @@ class OscillationFreezer:
             frozen = self.frozen[name]
             if frozen.any():  # hold the frozen latent weights where they were put
                 layer.weight.copy_(torch.where(frozen, self._value[name].to(layer.weight.dtype), layer.weight))
-            q, scaled = self._levels(name)
+            q, scaled = _levels(layer)
             change = torch.sign(q - self._last[name])
             reversed_ = (change != 0) & (change == -self._direction[name])
             self._direction[name] = torch.where(change != 0, change, self._direction[name])
@@ -93,10 +71,8 @@ class OscillationFreezer:
             self._last[name] = q
             new = (self._frequency[name] > self.threshold) & ~frozen
             if new.any():
-                encoding = self.encodings[name]
-                avg = self._average[name] / debias
-                level = legalize(pot_round(avg.reshape(avg.shape[0], -1), encoding), encoding).reshape(avg.shape)
-                target = (level * self.level_unit(name)).to(layer.weight.dtype)
+                level = quantize_weights(self._average[name] / debias, layer.encoding or "unroll", exact=True)
+                target = layer.latent_weight(level).to(layer.weight.dtype)
                 layer.weight.copy_(torch.where(new, target, layer.weight))
                 self._value[name] = torch.where(new, target.double(), self._value[name])
                 self.frozen[name] = frozen | new
@@ -104,3 +80,10 @@ class OscillationFreezer:
     def counts(self) -> Mapping[str, int]:
         """How many weights of each layer are frozen now."""
         return {n: int(f.sum()) for n, f in self.frozen.items()}
+
+
+def _levels(layer: PoTLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(integer levels, folded weights in level units) of `layer`, rounded as its integer model rounds them."""
+    w, _ = layer.folded_weight_bias()
+    scaled = w / layer.channel_scale().view((-1,) + (1,) * (w.dim() - 1))
+    return quantize_weights(scaled, layer.encoding or "unroll", exact=True), scaled

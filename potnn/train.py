@@ -143,7 +143,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
-    freezer = OscillationFreezer(model, config, freeze) if freeze > 0 else None
+    freezer = OscillationFreezer(model, freeze) if freeze > 0 else None
     _fit(model, train_loader, test_loader, qat_epochs, qat_lr if qat_lr is not None else lr / 10, dev, "qat", log,
          scale_lr_factor, teacher, distill, pruner, 0 if float_epochs > 0 else qat_epochs // 2, freezer)
     enable_integer_sim(model)

@@ -106,9 +106,9 @@ def _prepared_small_net() -> nn.Module:
 
 def test_a_weight_flipping_back_and_forth_is_frozen_at_the_level_it_mostly_had() -> None:
     model = _prepared_small_net()
-    freezer = OscillationFreezer(model, CONFIG, threshold=0.02)
-    unit = freezer.level_unit("conv")
+    freezer = OscillationFreezer(model, threshold=0.02)
     w = model.conv.weight
+    unit = model.conv.latent_weight(torch.ones_like(w, dtype=torch.float64))
     mostly_two, mostly_one, climbing = (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0)
     for t in range(12):
         with torch.no_grad():  # what an oscillating optimizer does around the 1|2 boundary (1.5 units)
@@ -136,4 +136,4 @@ def test_training_with_freezing_reports_frozen_weights_and_keeps_them() -> None:
     assert len(counts) == 4 and counts == sorted(counts) and counts[-1] > 0   # per QAT epoch; none unfrozen
     assert potnn.evaluate(model, _loader(96, 2)) > 0.9
     with pytest.raises(ValueError, match=r"freeze threshold must be a frequency in \(0, 1\)"):
-        OscillationFreezer(model, CONFIG, threshold=1.5)
+        OscillationFreezer(model, threshold=1.5)
