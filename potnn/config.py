@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 
 from .encoding import ENCODINGS, get_encoding
 
+_IMAGE_SIDE = 16  # the default image is 16×16, the zoo's MNIST size
+
 
 @dataclass(frozen=True)
 class Config:
@@ -19,41 +21,58 @@ class Config:
     flash, ram: bytes the model may use on the target (the export refuses a model that needs more).
     mean, std: the dataset normalisation the float model was trained with, for inputs scaled to
         [0, 1]; a scalar or one value per input channel. It is folded into the first layer, so the
-        integer model and the C take raw uint8 pixels.
-    input_h, input_w, input_channels: the image the model takes (C×H×W, uint8).
+        integer model and the C take raw uint8 values.
+    input_channels: channels of one input (C).
+    input_h, input_w: an image input, C×H×W uint8 (16×16 when neither they nor input_length are given).
+    input_length: a 1-d input instead (a signal window), C×L uint8; the model's forward takes [N, C, L].
+        It excludes input_h/input_w: a model is captured with one example input shape.
     layer_encodings: module path → encoding name, overriding `default_encoding`.
     per_channel: give each output channel its own power-of-two weight scale (a per-channel shift
         in the integer model); the last layer always keeps one scale so logits stay comparable.
+    class_names, dataset: the name of each output class and the registered dataset the model is for;
+        export records them in the bundle's manifest so the bench and the report can name classes
+        and find test data without being told. They change nothing in the model or the C.
     """
 
     flash: int = 16384
     ram: int = 2048
     mean: float | Sequence[float] = 0.0
     std: float | Sequence[float] = 1.0
-    input_h: int = 16
-    input_w: int = 16
+    input_h: int | None = None
+    input_w: int | None = None
     input_channels: int = 1
     layer_encodings: Mapping[str, str] = field(default_factory=dict)
     default_encoding: str = "unroll"
     per_channel: bool = False
+    input_length: int | None = None
+    class_names: tuple[str, ...] | None = None
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         for name in (self.default_encoding, *self.layer_encodings.values()):
             get_encoding(name)  # raises with the list of valid names
         if self.flash <= 0 or self.ram <= 0:
             raise ValueError(f"Config: flash and ram must be positive byte counts (got flash={self.flash}, ram={self.ram})")
-        if min(self.input_h, self.input_w, self.input_channels) <= 0:
-            raise ValueError("Config: input_h, input_w and input_channels must be positive")
-        means, stds = self.channel_mean(), self.channel_std()
+        if self.input_length is None:
+            object.__setattr__(self, "input_h", _IMAGE_SIDE if self.input_h is None else self.input_h)
+            object.__setattr__(self, "input_w", _IMAGE_SIDE if self.input_w is None else self.input_w)
+        elif self.input_h is not None or self.input_w is not None:
+            raise ValueError("Config: give input_length (a 1-d input) or input_h/input_w (an image), not both")
+        if min(self.input_shape) <= 0:
+            raise ValueError(f"Config: the input shape must be positive, got {self.input_shape}")
+        self.channel_mean()  # raises when mean has the wrong number of values
+        stds = self.channel_std()
         if any(s <= 0 for s in stds):
             raise ValueError(f"Config: std must be positive, got {stds}")
-        del means
         # A frozen dataclass keeps the caller's dict; copy it so later edits by the caller cannot leak in.
         object.__setattr__(self, "layer_encodings", dict(self.layer_encodings))
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one input image."""
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape without the batch dimension: (C, H, W), or (C, L) for a 1-d input."""
+        if self.input_length is not None:
+            return (self.input_channels, self.input_length)
+        assert self.input_h is not None and self.input_w is not None  # set by __post_init__
         return (self.input_channels, self.input_h, self.input_w)
 
     def _per_channel(self, value: float | Sequence[float], what: str) -> tuple[float, ...]:

@@ -1,8 +1,10 @@
 """Capture a user's model as potnn's graph: what runs, in which order, on which shapes.
 
 `torch.fx` traces the model's `forward` (so `torch.relu`, `F.max_pool2d` and `.view` calls are
-seen, not only modules), `ShapeProp` gives every tensor's shape, and the trace is mapped onto a
-small set of operations the integer model knows:
+seen, not only modules), `ShapeProp` gives every tensor's shape from an example input of the
+Config's shape ([N, C, H, W], or [N, C, L] for a 1-d input: 1-d pooling becomes a 1×k window, so
+the integer model treats a signal as an image of height 1), and the trace is mapped onto a small
+set of operations the integer model knows:
 
     input, layer (PoT conv/linear), add, gap, maxpool, relu, reshape
 
@@ -65,7 +67,7 @@ class Graph:
 
     nodes: list[Node]
     output: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W), or (C, L) for a 1-d input
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -98,7 +100,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
 _RELU_FUNCS = {torch.relu, F.relu}
 _MAXPOOL_FUNCS = {F.max_pool2d, torch.max_pool2d, F.max_pool1d, torch.max_pool1d}
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-_SUPPORTED = ("PoTConv2d, PoTConv1d, PoTDepthwiseConv2d, PoTLinear, PoTAdd, nn.AdaptiveAvgPool2d(1), "
+_SUPPORTED = ("PoTConv2d, PoTConv1d, PoTDepthwiseConv2d, PoTLinear, PoTAdd, nn.AdaptiveAvgPool1d/2d(1), "
               "nn.MaxPool1d/2d, nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout, BatchNorm after a PoT layer")
 
 
@@ -133,9 +135,15 @@ def _check_layer(path: str, m: PoTLayer) -> None:
             raise GraphError(f"{path} ({type(m).__name__}): dilation is not supported")
 
 
-def _convert(gm: fx.GraphModule, input_shape: tuple[int, int, int]) -> Graph:
+def _convert(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> Graph:
     """Map the traced fx graph onto potnn's operations; reshapes and no-ops become aliases."""
-    ShapeProp(gm).propagate(torch.zeros((2,) + input_shape))
+    example = torch.zeros((2,) + input_shape)
+    try:
+        ShapeProp(gm).propagate(example)
+    except Exception as exc:  # whatever forward raises, the likely cause is the input shape Config gave
+        raise GraphError(f"forward fails on an example input of shape {list(example.shape)} (the Config's input "
+                         "shape: input_channels with input_h/input_w for images, or input_length for 1-d "
+                         f"signals): {exc}") from exc
     nodes: list[Node] = []
     alias: dict[str, str] = {}
     output = ""
@@ -154,7 +162,7 @@ def _convert(gm: fx.GraphModule, input_shape: tuple[int, int, int]) -> Graph:
         if n.op == "placeholder":
             placeholders += 1
             if placeholders > 1:
-                raise GraphError("the model must take a single image tensor as input")
+                raise GraphError("the model must take a single input tensor")
             nodes.append(Node(n.name, "input", [], per_sample, range=UNSIGNED_RANGE))
         elif n.op == "output":
             out = n.args[0]
@@ -229,7 +237,7 @@ def _convert(gm: fx.GraphModule, input_shape: tuple[int, int, int]) -> Graph:
     return Graph(nodes, output, input_shape)
 
 
-def _fuse_relus(g: Graph, modules: dict[str, nn.Module]) -> None:
+def _fuse_relus(g: Graph) -> None:
     """Fold each ReLU into the requantization that precedes it, directly or through a max-pool.
 
     A fused ReLU costs nothing (the clamp's lower bound becomes 0) and doubles the resolution of the
@@ -295,9 +303,9 @@ def _maxpool_map(t: torch.Tensor, step: Node) -> torch.Tensor:
 
 def _input_fold(g: Graph, layer: Node, m: PoTLayer, config: Config) -> InputFold:
     """Per-element mean/std seen by a layer that reads the raw input (through pools and reshapes)."""
-    c, h, w = g.input_shape
-    mean = torch.tensor(config.channel_mean(), dtype=torch.float64).view(c, 1, 1).expand(c, h, w)
-    std = torch.tensor(config.channel_std(), dtype=torch.float64).view(c, 1, 1).expand(c, h, w)
+    per_channel = (-1,) + (1,) * (len(g.input_shape) - 1)
+    mean = torch.tensor(config.channel_mean(), dtype=torch.float64).view(per_channel).expand(g.input_shape)
+    std = torch.tensor(config.channel_std(), dtype=torch.float64).view(per_channel).expand(g.input_shape)
     path: list[Node] = []
     n = g.node(layer.inputs[0])
     while n.op != "input":
@@ -330,8 +338,7 @@ def capture(model: nn.Module, config: Config) -> Graph:
     """Trace `model` and return its graph (the model is not changed; see `wire` for that)."""
     gm = trace(model)
     g = _convert(gm, config.input_shape)
-    modules = dict(model.named_modules())
-    _fuse_relus(g, modules)
+    _fuse_relus(g)
     _assign_ranges(g)
     for n in g.nodes:
         if n.op == "input" and g.users(n.name) and any(u.op in ("add", "gap") for u in g.users(n.name)):

@@ -323,5 +323,3 @@ class PoTAdd(QuantModule):
         finer = s_a if float(s_a.detach()) <= float(s_b.detach()) else s_b
         return finer * torch.pow(2.0, self.act_shift.double())
 
-
-POT_LAYERS = (PoTConv2d, PoTConv1d, PoTLinear)

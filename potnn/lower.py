@@ -21,105 +21,14 @@ Biases already contain the rounding constant of their shift (`potnn.rounding.rou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .graph import Graph
 from .layers import PoTAdd, PoTConv1d, PoTGlobalAvgPool, PoTLayer, PoTLinear
+from .program import IntOp, IntProgram, TensorSpec, as3d
 from .rounding import rounding_bias
-
-INT32_MAX = 2**31 - 1
-
-
-@dataclass
-class TensorSpec:
-    """An activation tensor: per-sample shape and integer range (None: int32 logits)."""
-
-    name: str
-    shape: tuple[int, ...]
-    lo: int | None
-    hi: int | None
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def ctype(self) -> str:
-        if self.lo is None or self.hi is None:
-            return "int32_t"
-        if self.lo >= 0 and self.hi <= 255:
-            return "uint8_t"
-        if self.lo >= -128 and self.hi <= 127:
-            return "int8_t"
-        return "int32_t"
-
-    @property
-    def itemsize(self) -> int:
-        return {"uint8_t": 1, "int8_t": 1, "int32_t": 4}[self.ctype]
-
-    @property
-    def magnitude(self) -> int:
-        """Largest |value| the tensor can hold (the int32 logits are never an input, so 2**31 is safe)."""
-        if self.lo is None or self.hi is None:
-            return 2**31
-        return max(abs(self.lo), abs(self.hi))
-
-
-@dataclass
-class IntOp:
-    """One integer operation. Geometry is 3-D (C, H, W) for every image op (H = 1 for 1-d data)."""
-
-    kind: str
-    name: str
-    inputs: list[str]
-    output: str
-    in_shape: tuple[int, int, int] = (0, 0, 0)
-    out_shape: tuple[int, int, int] = (0, 0, 0)
-    weight: np.ndarray | None = None  # conv [OC, IC/groups, KH, KW], linear [OC, IN]; int64 levels
-    bias: np.ndarray | None = None  # int64 [OC] (conv/linear) or [1] (gap/add); rounding constant included
-    shift: np.ndarray | None = None  # int64 [OC] or [1]; None for a final layer
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
-    encoding: str = "unroll"
-    in_shifts: tuple[int, int] = (0, 0)  # add: left shifts of the two inputs
-    final: bool = False
-    # conv fused with the max-pool that follows it: (kernel, stride, padding) of the pool, and the
-    # conv's own output shape. out_shape is then the pooled shape; the conv output is never stored.
-    pool: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
-    conv_shape: tuple[int, int, int] | None = None
-
-
-@dataclass
-class IntProgram:
-    """The integer model: tensors, operations in execution order, input and output tensor names."""
-
-    tensors: dict[str, TensorSpec]
-    ops: list[IntOp]
-    input: str
-    output: str
-    meta: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.tensors[self.input].shape
-
-    @property
-    def num_classes(self) -> int:
-        return self.tensors[self.output].size
-
-
-def _as3d(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    if len(shape) == 3:
-        return (shape[0], shape[1], shape[2])
-    if len(shape) == 2:
-        return (shape[0], 1, shape[1])
-    return (int(np.prod(shape)), 1, 1)
 
 
 def _ints(t: torch.Tensor) -> np.ndarray:
@@ -133,7 +42,7 @@ def _layer_op(n, m: PoTLayer, tensors: dict[str, TensorSpec]) -> IntOp:
     p = m.integer_params(exact=True)
     weight, bias = _ints(p.weight), _ints(p.bias)
     shift = None if p.shift is None else _ints(p.shift)
-    in_shape, out_shape = _as3d(tensors[n.inputs[0]].shape), _as3d(n.shape)
+    in_shape, out_shape = as3d(tensors[n.inputs[0]].shape), as3d(n.shape)
     common = dict(name=n.module, inputs=list(n.inputs), output=n.name, in_shape=in_shape, out_shape=out_shape,
                   bias=bias, shift=shift, encoding=m.encoding or "unroll", final=n.final)
     if isinstance(m, PoTLinear):
@@ -163,25 +72,25 @@ def lower(model: nn.Module) -> IntProgram:
         if n.op == "input":
             continue
         m = modules.get(n.module) if n.module else None
-        in3 = _as3d(tensors[n.inputs[0]].shape)
+        in3 = as3d(tensors[n.inputs[0]].shape)
         if n.op == "layer":
             assert isinstance(m, PoTLayer)
             ops.append(_layer_op(n, m, tensors))
         elif n.op == "gap":
             assert isinstance(m, PoTGlobalAvgPool)
             shift = np.array([int(m.act_shift)], dtype=np.int64)
-            ops.append(IntOp("gap", n.module or n.name, list(n.inputs), n.name, in3, _as3d(n.shape),
+            ops.append(IntOp("gap", n.module or n.name, list(n.inputs), n.name, in3, as3d(n.shape),
                              bias=rounding_bias(shift), shift=shift))
         elif n.op == "add":
             assert isinstance(m, PoTAdd)
             shift = np.array([int(m.act_shift)], dtype=np.int64)
-            ops.append(IntOp("add", n.module or n.name, list(n.inputs), n.name, in3, _as3d(n.shape),
+            ops.append(IntOp("add", n.module or n.name, list(n.inputs), n.name, in3, as3d(n.shape),
                              bias=rounding_bias(shift), shift=shift, in_shifts=m.alignment()))
         elif n.op == "maxpool":
-            ops.append(IntOp("maxpool", n.name, list(n.inputs), n.name, in3, _as3d(n.shape),
+            ops.append(IntOp("maxpool", n.name, list(n.inputs), n.name, in3, as3d(n.shape),
                              kernel=n.params["kernel"], stride=n.params["stride"], padding=n.params["padding"]))
         elif n.op in ("relu", "reshape"):
-            ops.append(IntOp(n.op, n.name, list(n.inputs), n.name, in3, _as3d(n.shape)))
+            ops.append(IntOp(n.op, n.name, list(n.inputs), n.name, in3, as3d(n.shape)))
         else:  # pragma: no cover - graph.py produces no other ops
             raise AssertionError(n.op)
     _fuse_pools(ops, tensors, graph.output)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lower import IntProgram
+from .program import IntProgram
 
 ALIGN = 4
 

@@ -35,20 +35,9 @@ def pot_round(v: torch.Tensor, encoding: str) -> torch.Tensor:
 
 
 def legalize(q: torch.Tensor, encoding: str) -> torch.Tensor:
-    """Apply the encoding's structural rule to integer weights q[n_filters, filter_len] (packing order).
-
-    Only `5level` has one: its skip field encodes at most 3 zeros before a weight, so in each run of
-    zeros the 4th, 8th, 12th ... zero becomes +1 (`potnn.encoding.legalize` is the NumPy twin, tested
-    against this one).
-    """
-    if encoding != "5level" or q.numel() == 0:
-        return q
-    zero = q == 0
-    pos = torch.arange(q.shape[1], device=q.device).expand_as(q)
-    last_nonzero = torch.cummax(torch.where(zero, torch.full_like(pos, -1), pos), dim=1).values
-    run_position = pos - last_nonzero  # 1-based position of a zero inside its run
-    forced = zero & (run_position % 4 == 0)
-    return torch.where(forced, torch.ones_like(q), q)
+    """Apply the encoding's structural rule to integer weights q[n_filters, filter_len] (packing order):
+    the torch twin of `potnn.encoding.legalize`, defined by the encoding's own module."""
+    return get_encoding(encoding).legalize_torch(q)
 
 
 def quantize_weights(w_scaled: torch.Tensor, encoding: str, exact: bool) -> torch.Tensor:

@@ -3,14 +3,23 @@
 Generated C, host builds and on-device runs must equal this bit for bit. It computes in int64 and
 checks that every accumulator stays inside int32, the C's accumulator type: a value outside is a
 broken model (export checks the worst case statically, this checks the actual inputs).
+
+With a bundle or a bundle's path it needs NumPy alone (torch is imported only to lower a model), so a
+bench or a user's script computes the reference answers of an exported model where torch is absent.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch.nn as nn
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .lower import INT32_MAX, IntOp, IntProgram, lower
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .program import INT32_MAX, IntOp, IntProgram
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 _CHUNK = 512
 
@@ -60,14 +69,31 @@ def _maxpool(x: np.ndarray, in_shape: tuple[int, int, int], out_shape: tuple[int
     return win.max(axis=(4, 5))
 
 
-def run(program: IntProgram, images: np.ndarray) -> np.ndarray:
-    """Execute an IntProgram on uint8 images [N, *input_shape]; returns the output as int32 [N, K]."""
-    x = np.asarray(images)
-    if x.dtype != np.uint8:
-        raise TypeError(f"simulate takes uint8 images, got {x.dtype}")
+def check_inputs(program: IntProgram, inputs: np.ndarray) -> np.ndarray:
+    """`inputs` as uint8 [N, *input_shape], or a one-line error that names what was given and what the model takes.
+
+    Integer arrays of another dtype are accepted when every value is a uint8 value (0..255), so that
+    the int64 arrays a user's own file may hold need no cast; anything else is refused rather than
+    wrapped or rounded, since the C takes raw uint8.
+    """
+    x = np.asarray(inputs)
     shape = tuple(program.input_shape)
-    if tuple(x.shape[1:]) != shape:
-        raise ValueError(f"simulate: images have shape {tuple(x.shape[1:])}, the model takes {shape}")
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"simulate: images have shape {tuple(x.shape[1:])}, the model takes {shape}: pass an "
+                         f"array [N, {', '.join(map(str, shape))}] (got one of shape {tuple(x.shape)})")
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"simulate: inputs are {x.dtype}, the model takes uint8 values 0..255 (raw, not normalised)")
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise ValueError(f"simulate: inputs ({x.dtype}) hold values {x.min()}..{x.max()}, the model takes "
+                         "uint8 values 0..255")
+    return x.astype(np.uint8)
+
+
+def run(program: IntProgram, inputs: np.ndarray) -> np.ndarray:
+    """Execute an IntProgram on uint8 inputs [N, *input_shape]; returns the output as int32 [N, K]."""
+    x = check_inputs(program, inputs)
     outs = [_run_chunk(program, x[i:i + _CHUNK]) for i in range(0, len(x), _CHUNK)]
     if not outs:
         return np.zeros((0, program.num_classes), dtype=np.int32)
@@ -117,11 +143,22 @@ def _run_chunk(program: IntProgram, x: np.ndarray) -> np.ndarray:
     return values[program.output]
 
 
-def simulate(model: nn.Module | IntProgram, images: np.ndarray) -> np.ndarray:
-    """Integer logits [N, K] (int32) of a prepared potnn model (or its IntProgram) for uint8 images [N, C, H, W].
+def simulate(model: nn.Module | IntProgram | Bundle | str | Path, inputs: np.ndarray) -> np.ndarray:
+    """Integer logits [N, K] (int32) for uint8 inputs [N, *input_shape] ([N, C, H, W], or [N, C, L] for 1-d).
 
+    `model` is a prepared potnn model, its IntProgram, a loaded bundle, or the path of a bundle
+    (``model.potnn``, written by potnn.export beside the header); the last two need no torch.
     This is the specification: every other execution (the PyTorch integer simulation, the exported
     C on the host and on every board) must give exactly these numbers.
     """
-    program = model if isinstance(model, IntProgram) else lower(model)
-    return run(program, images)
+    if isinstance(model, (str, Path)):
+        model = load_bundle(model)
+    if isinstance(model, Bundle):
+        program = model.program
+    elif isinstance(model, IntProgram):
+        program = model
+    else:
+        from .lower import lower  # torch: only a PyTorch model needs lowering
+
+        program = lower(model)
+    return run(program, inputs)

@@ -1,4 +1,4 @@
-"""Tests for potnn.data: IDX parsing, checksums, download fallback, downsample, loaders."""
+"""Tests for potnn.data: IDX parsing, checksums, download fallback, downsample, MNIST loaders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import potnn.data as data
+import potnn.data.mnist as mnist_module
 from potnn.data import (
     MNIST16_MEAN,
     MNIST16_STD,
@@ -116,7 +116,7 @@ def test_offline_error_names_potnn_data_mocked_network(
 
     monkeypatch.delenv("POTNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_download", blocked)
+    monkeypatch.setattr(mnist_module, "_download", blocked)
     with pytest.raises(DatasetError) as err:
         load_mnist("test")
     message = str(err.value)
@@ -134,7 +134,7 @@ def test_download_with_bad_checksum_is_error_mocked_network(
 
     monkeypatch.delenv("POTNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(data, "_download", wrong_bytes)
+    monkeypatch.setattr(mnist_module, "_download", wrong_bytes)
     with pytest.raises(DatasetError, match="checksum"):
         mnist_file("t10k-labels-idx1-ubyte.gz")
     assert not any((tmp_path / "potnn" / "mnist").iterdir())
@@ -149,7 +149,7 @@ def test_download_into_cache_mocked_network(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.delenv("POTNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(data, "_download", from_local_copy)
+    monkeypatch.setattr(mnist_module, "_download", from_local_copy)
     images, labels = load_mnist("test", size=16)
     assert images.shape == (10000, 1, 16, 16) and labels.shape == (10000,)
     cached = sorted(p.name for p in (tmp_path / "potnn" / "mnist").iterdir())

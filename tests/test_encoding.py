@@ -1,10 +1,18 @@
-"""Tests for potnn.encoding: level sets, legalisation and the packed bit layouts."""
+"""Tests for potnn.encoding: level sets, legalisation, the packed bit layouts and the C kernel templates."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+import potnn.codegen.kernels
+import potnn.encoding
+from potnn.quantizer import legalize as legalize_torch
 from potnn.encoding import (
     ENCODINGS,
     filter_offsets,
@@ -218,3 +226,45 @@ def test_unpack_rejects_overrunning_entries() -> None:
         unpack("ternary", bytes([0b1101]), 1, 2)
     with pytest.raises(ValueError):
         unpack("5level", bytes([0x0C]), 1, 2)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_torch_legalize_is_the_numpy_rule(name: str) -> None:
+    """QAT legalises with the encoding's torch twin; it must move exactly the weights the NumPy rule moves."""
+    rng = np.random.default_rng(3)
+    enc = get_encoding(name)
+    levels = np.array(enc.levels + ((0,) if not enc.has_zero else ()))
+    q = rng.choice(levels, size=(7, 40))
+    q[:, 5:25] = 0  # long zero runs, so that 5level's rule has work
+    legal = legalize(name, q)
+    if not enc.has_zero:  # rounding (pot_round) already maps 0 to +1; the twin sees no zeros
+        q = np.where(q == 0, 1, q)
+    np.testing.assert_array_equal(legalize_torch(torch.from_numpy(q), name).numpy(), legal)
+
+
+def test_kernel_terms_follow_the_streams() -> None:
+    """(count the kernel is called with, terms added as one's complement) per filter."""
+    assert get_encoding("ternary").kernel_terms(np.array([-1, -1, -1, 0, 1])) == (4, 2)  # -1, repeat, 0, +1
+    assert get_encoding("5level").kernel_terms(np.array([0, -8, 0, 0, 1, 0])) == (2, 1)  # trailing entry not walked
+    assert get_encoding("fp130").kernel_terms(np.array([1, -2, -128])) == (3, 2)
+    assert get_encoding("2bit").kernel_terms(np.array([2, 1])) == (2, 0)
+
+
+_TEMPLATES = sorted(Path(potnn.encoding.__file__).parent.glob("kernels/*.c")) + \
+    sorted(potnn.codegen.kernels.C_DIR.glob("*.c"))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+@pytest.mark.parametrize("template", _TEMPLATES, ids=lambda p: p.name)
+@pytest.mark.parametrize("x", ["uint8_t", "int8_t"])
+def test_kernel_template_compiles_on_its_own(template: Path, x: str, tmp_path: Path) -> None:
+    """Every static kernel is a real C file: with the header's macros and its tokens defined it compiles
+    warning-free (`static` defined away, so that -Wall does not flag the unused function)."""
+    prelude = potnn.codegen.kernels.C_DIR / "prelude.h"
+    tokens = {"NAME": "potnn_kernel_check", "X": x, "INDEX": "uint16_t", "MAX_EXPONENT": "7", "COUNTS": "16",
+              "static": ""}
+    result = subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-c", "-include", "stdint.h", "-include",
+                             str(prelude), *(f"-D{k}={v}" for k, v in tokens.items()), str(template),
+                             "-o", str(tmp_path / "kernel.o")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "kernel.o").stat().st_size > 0

@@ -1,7 +1,7 @@
-"""The model zoo: trained potnn models for 16×16 MNIST that fit a CH32V003 / PY32F003x4.
+"""The model zoo: trained potnn models that fit a CH32V003 / PY32F003x4 (16 KB flash, 2 KB RAM).
 
-Each model is an architecture (`architectures.py`), a recipe (`recipes.py`: data, augmentation,
-schedule, seed) that `python -m potnn.zoo.train NAME` turns into the shipped files in
+Each model is an architecture (`architectures.py`), a recipe (`recipes.py`: its registered
+dataset, augmentation, schedule, seed) that `python -m potnn.zoo.train NAME` turns into the shipped files in
 ``models/NAME/``: ``weights.pt`` (state_dict), ``model.h`` (the export) and ``meta.json`` (its
 figures). `load(name)` rebuilds the trained model from them.
 """

@@ -6,11 +6,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import PoTConv2d, PoTLinear
+from ..layers import PoTConv1d, PoTConv2d, PoTLinear
 
 
 class ConvNet(nn.Module):
-    """A stack of 3×3 conv stages and a linear classifier, for 16×16 single-channel inputs.
+    """A stack of 3×3 conv stages and a linear classifier, for square single-channel images (16×16 by default).
 
     `stages` lists (out_channels, how the stage halves the resolution): "pool" is conv(pad 1) →
     BatchNorm → ReLU → max-pool 2 (the export computes conv and pool together, so only the pooled
@@ -39,6 +39,37 @@ class ConvNet(nn.Module):
             if mode == "pool":
                 x = F.max_pool2d(x, 2)
         return self.fc(x.flatten(1))
+
+
+class SignalNet(nn.Module):
+    """1-d conv stages, global average pooling and a linear classifier, for [N, C, L] signal windows.
+
+    `stages` lists (out_channels, kernel, pool): conv → BatchNorm → ReLU → max-pool by `pool` (1:
+    none). Global average pooling makes the classifier independent of the window length and keeps
+    it small, which is what a 2 KB RAM / 16 KB flash target needs. The first conv is unpadded: it
+    takes the raw bytes, where a padded zero is not the normalised zero the float model trained
+    with (far from it when a channel's std is small); the others pad by kernel // 2.
+    """
+
+    def __init__(self, channels: int, stages: tuple[tuple[int, int, int], ...], classes: int) -> None:
+        super().__init__()
+        self.pools = tuple(pool for _, _, pool in stages)
+        convs, norms = [], []
+        for i, (out, kernel, _) in enumerate(stages):
+            convs.append(PoTConv1d(channels, out, kernel, padding=kernel // 2 if i else 0))
+            norms.append(nn.BatchNorm1d(out))
+            channels = out
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.fc = PoTLinear(channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, norm, pool in zip(self.convs, self.norms, self.pools):
+            x = torch.relu(norm(conv(x)))
+            if pool > 1:
+                x = F.max_pool1d(x, pool)
+        return self.fc(self.gap(x).flatten(1))
 
 
 class TinyNet(nn.Module):

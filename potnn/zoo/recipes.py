@@ -8,8 +8,8 @@ from typing import Callable, Literal, Mapping
 import torch.nn as nn
 
 from ..config import Config
-from ..data import MNIST16_MEAN, MNIST16_STD
-from .architectures import ConvNet
+from ..data import dataset_info
+from .architectures import ConvNet, SignalNet
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Recipe:
     sparsity: Mapping[str, float] = field(default_factory=dict)
     freeze: float = 0.0  # QAT freezes weights flipping more often than this (potnn.train's `freeze`)
     seed: int = 0
+    dataset: str = "mnist16"  # a registered dataset (potnn.data.DATASETS): trained on, and tested on its test split
     accuracy_floor: float = 0.0
     boards: tuple[str, ...] = field(default=("ch32v003", "py32f003"))
     default_for: tuple[str, ...] = ()
@@ -41,8 +42,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name="mnist16-fast",
         description="conv 12 + pool, conv 24 + pool, linear; all unrolled and pruned (30, 82, 50 % zeros)",
         build=lambda: ConvNet(((12, "pool"), (24, "pool"))),
-        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, per_channel=True,
-                      default_encoding="unroll"),
+        config=dataset_info("mnist16").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll"),
         float_epochs=100, qat_epochs=40, qat_lr=3e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
         sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, freeze=0.02, seed=1, accuracy_floor=0.990,
     ),
@@ -50,10 +50,28 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name="mnist16-accurate",
         description="three conv + pool stages (12, 24, 48 ch) and a linear layer; first conv unrolled, the rest fp130",
         build=lambda: ConvNet(((12, "pool"), (24, "pool"), (48, "pool"))),
-        config=Config(flash=16384, ram=2048, mean=MNIST16_MEAN, std=MNIST16_STD, per_channel=True,
-                      layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"},
-                      default_encoding="unroll"),
+        config=dataset_info("mnist16").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll",
+                                              layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"}),
         float_epochs=40, qat_epochs=20, qat_lr=2e-4, augment="affine", distill=0.5,
         accuracy_floor=0.992, default_for=("ch32v003", "py32f003"),
+    ),
+    Recipe(
+        name="digits8-small",
+        description="8×8 digits: conv 24 + pool (unroll), conv 32 + pool and linear (fp130)",
+        build=lambda: ConvNet(((24, "pool"), (32, "pool")), size=8),
+        config=dataset_info("digits8").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll",
+                                              layer_encodings={"convs.1": "fp130", "fc": "fp130"}),
+        float_epochs=40, qat_epochs=40, batch_size=64, augment=False, distill=0.5, dataset="digits8",
+        accuracy_floor=0.97,
+    ),
+    Recipe(
+        name="basicmotions-small",
+        description="6-axis motion, 100 samples: conv1d 8 (k5) + pool 4, conv1d 16 (k5) + pool 2, global average, "
+                    "linear; all unrolled",
+        build=lambda: SignalNet(6, ((8, 5, 4), (16, 5, 2)), 4),
+        config=dataset_info("basicmotions").config(flash=16384, ram=2048, per_channel=True,
+                                                   default_encoding="unroll"),
+        float_epochs=150, qat_epochs=300, qat_lr=3e-3, batch_size=8, augment=False, freeze=0.02,
+        dataset="basicmotions", accuracy_floor=0.975,
     ),
 )}

@@ -1,9 +1,12 @@
 """`python -m potnn.zoo.train NAME [--out DIR]`: train a zoo model from its recipe and write its files.
 
-Writes weights.pt (state_dict), model.h (the export) and meta.json (recipe, accuracy of the exact
-integer model on the 10k MNIST test set, sizes, wall time) into potnn/zoo/models/NAME/ (or --out).
-Deterministic for a given recipe, torch version and thread count; the default is one thread, so
-the shipped figures come back on any machine (and two models can train side by side on two cores).
+Writes weights.pt (state_dict), model.h (the export) and meta.json (recipe, dataset, accuracy of
+the exact integer model on the dataset's test split, sizes, wall time) into potnn/zoo/models/NAME/
+(or --out). Deterministic for a given recipe, torch version and thread count; the default is one
+thread, so the shipped figures come back on any machine (and two models can train side by side on
+two cores). `--validation F` is for choosing a recipe's hyperparameters without the test split: it
+trains on the training split less a held-out fraction F of each class, reports the integer
+model's accuracy on that held-out part, and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_mnist, mnist_loaders
-from ..export import export
+from ..data import dataset_loaders, load_dataset
+from ..codegen import export
 from ..qat import set_mode
 from ..simulate import simulate
 from ..train import train
@@ -34,11 +37,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads (default 1: the shipped models were trained so, bit for bit)")
     parser.add_argument("--reexport", action="store_true",
                         help="only export the shipped weights again (after a change to the C generator)")
+    parser.add_argument("--validation", type=float, default=0.0, metavar="F",
+                        help="hold out fraction F of the training split, report accuracy on it, write nothing")
     args = parser.parse_args(argv)
     recipe = get(args.name).recipe
     out = args.out or MODELS_DIR / recipe.name
-    out.mkdir(parents=True, exist_ok=True)
     if args.reexport:
+        out.mkdir(parents=True, exist_ok=True)
         report = export(load(recipe.name), out / "model.h", recipe.config)
         meta = get(recipe.name).meta()
         meta.update(ram_bytes=report.ram_bytes, weight_bytes=report.weight_bytes, flash_estimate=report.flash_estimate)
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(max(1, args.threads))
-    train_loader, test_loader = mnist_loaders(batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed)
+    train_loader, test_loader = dataset_loaders(recipe.dataset, batch_size=recipe.batch_size, seed=recipe.seed,
+                                                augment=recipe.augment, validation=args.validation)
     teacher = None
     if recipe.teacher is not None:
         teacher = set_mode(load(recipe.teacher), "qat")  # fake-quantized float32: the same logits, faster
@@ -60,12 +66,19 @@ def main(argv: list[str] | None = None) -> int:
                   distill=recipe.distill, sparsity=dict(recipe.sparsity) or None, teacher=teacher,
                   freeze=recipe.freeze)
     wall = time.time() - start
-    images, labels = load_mnist("test")
+    if args.validation:
+        held = test_loader.dataset
+        accuracy = float((simulate(model, held.images_u8).argmax(1) == held.labels).mean())
+        print(f"{recipe.name}: integer accuracy {100 * accuracy:.2f}% on {len(held.labels)} held-out training "
+              f"samples (validation {args.validation}), {wall:.0f} s; nothing written")
+        return 0
+    images, labels, _ = load_dataset(recipe.dataset, "test")
     accuracy = float((simulate(model, images).argmax(1) == labels).mean())
+    out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "weights.pt")
     report = export(model, out / "model.h", recipe.config)
     meta = {
-        "name": recipe.name, "description": recipe.description,
+        "name": recipe.name, "description": recipe.description, "dataset": recipe.dataset,
         "integer_accuracy": accuracy, "test_images": int(len(labels)),
         "ram_bytes": report.ram_bytes, "weight_bytes": report.weight_bytes, "flash_estimate": report.flash_estimate,
         "encodings": {k: v for k, v in recipe.config.layer_encodings.items()},
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(wall), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"{recipe.name}: integer accuracy {100 * accuracy:.2f}% on {len(labels)} test images, "
+    print(f"{recipe.name}: integer accuracy {100 * accuracy:.2f}% on {len(labels)} {recipe.dataset} test samples, "
           f"RAM {report.ram_bytes} B, weights {report.weight_bytes} B, flash ~{report.flash_estimate} B, {wall:.0f} s")
     return 0
 

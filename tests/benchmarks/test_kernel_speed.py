@@ -20,8 +20,9 @@ zero weights cost nothing. Figures are per inference and do not depend on the im
 the data-dependent branches of the requantisation clamp (a few per output).
 
 ``POTNN_KERNEL_BOARDS=ch32v003`` limits the boards; ``POTNN_KERNEL_CASES=a,b`` the cases;
-``POTNN_KERNEL_EXPORT=old/export.py`` measures another version of ``potnn/export.py`` (loaded as
-``potnn._export_under_test``), e.g. the one before a change, for a before/after comparison.
+``POTNN_KERNEL_EXPORT=old/potnn/codegen`` measures another version of the C generator (a package
+directory, or an older single-file ``export.py``; loaded as ``potnn._export_under_test``), e.g. the one
+before a change, for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -253,7 +254,12 @@ def _exporter() -> Callable[..., object]:
     path = os.environ.get("POTNN_KERNEL_EXPORT")
     if not path:
         return potnn.export
-    spec = importlib.util.spec_from_file_location("potnn._export_under_test", path)
+    location = Path(path)
+    if location.is_dir():
+        spec = importlib.util.spec_from_file_location("potnn._export_under_test", location / "__init__.py",
+                                                      submodule_search_locations=[str(location)])
+    else:
+        spec = importlib.util.spec_from_file_location("potnn._export_under_test", location)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

@@ -1,4 +1,4 @@
-"""MNIST from the original IDX files, the 28x28 -> 16x16 input transform, and DataLoaders.
+"""MNIST from the original IDX files, the 28x28 -> 16x16 input transform, and its DataLoaders.
 
 The MCU models take 16x16 uint8 images. The bench streams exactly the bytes produced by
 :func:`downsample` to the board, so that transform is part of the specification and is computed
@@ -13,11 +13,10 @@ than a silently different accuracy.
 
 from __future__ import annotations
 
-import math
-
 import functools
 import gzip
 import hashlib
+import math
 import os
 import urllib.request
 from pathlib import Path
@@ -25,7 +24,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
+
+from .arrays import ArrayDataset, array_loaders, pixel_stats, stratified_split
+from .errors import DatasetError
 
 # md5 of the four original files, as published with the dataset.
 _MD5: dict[str, str] = {
@@ -55,10 +57,6 @@ _DOWNSAMPLE_CHUNK = 8192  # images per float32 block, bounding memory to ~25 MB 
 # 6 decimals. Fixed here because they are folded into the first layer of every exported model.
 MNIST16_MEAN: float = 0.130658
 MNIST16_STD: float = 0.275077
-
-
-class DatasetError(RuntimeError):
-    """A dataset file is missing, cannot be downloaded, fails its checksum or is malformed."""
 
 
 def _cache_dir() -> Path:
@@ -239,36 +237,13 @@ def load_mnist(
     return images, labels.astype(np.int64)
 
 
-def pixel_stats(images_u8: np.ndarray) -> tuple[float, float]:
-    """Mean and population std of the pixels scaled to [0, 1] (how MNIST16_MEAN/STD are made)."""
-    scaled = images_u8.astype(np.float64) / 255.0
-    return float(scaled.mean()), float(scaled.std())
+class MNISTDataset(ArrayDataset):
+    """MNIST held as raw uint8 bytes ``[N, 1, S, S]``, normalised (and optionally moved) per batch.
 
+    An `ArrayDataset` (shift augmentation, per-batch normalisation) that can also move each digit
+    on its 28×28 original before the downsampling (`_affine`).
 
-def normalize(u8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """``(u8 / 255 - mean) / std`` as float32: the float view of the raw bytes the MCU receives.
-
-    The exporter folds the same mean/std into the first layer, so training must use exactly
-    this mapping.
-    """
-    pixels = torch.as_tensor(u8)
-    if pixels.dtype != torch.uint8:
-        raise ValueError(f"normalize expects uint8 pixels, got {pixels.dtype}")
-    return (pixels.to(torch.float32) / 255.0 - mean) / std
-
-
-class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """MNIST held as raw uint8 bytes, normalised (and optionally shifted) per batch.
-
-    Indexing takes an int (one sample ``[1, S, S]``) or a list of indices (a batch
-    ``[B, 1, S, S]``); :func:`mnist_loaders` feeds it index batches from a ``BatchSampler``, so
-    normalisation and augmentation are vectorised per batch instead of per image.
-
-    Attributes:
-        images_u8: uint8 ``[N, 1, S, S]`` - the exact bytes the bench streams to the board.
-        labels: int64 ``[N]``.
-        mean, std: the normalisation used (fold these into the exported model).
-        max_shift: augmentation translation range in pixels (0 = no augmentation).
+    Attributes (besides ArrayDataset's):
         originals_u8: the 28×28 originals when the augmentation is "affine" (else None).
     """
 
@@ -282,45 +257,17 @@ class MNISTDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         generator: torch.Generator,
         originals_u8: np.ndarray | None = None,
     ) -> None:
-        self.images_u8 = images_u8
-        self.labels = labels
-        self.mean = mean
-        self.std = std
-        self.max_shift = max_shift
-        self._images = torch.from_numpy(images_u8)
-        self._labels = torch.from_numpy(labels)
-        self._generator = generator
+        super().__init__(images_u8, labels, mean, std, max_shift, generator)
         self.originals_u8 = originals_u8
         self._originals = None if originals_u8 is None else torch.from_numpy(originals_u8)
         size = images_u8.shape[-1]
         self._area = torch.from_numpy(_area_counts(_MNIST_SIDE, size) / _MNIST_SIDE).float()
 
-    def __len__(self) -> int:
-        return self.images_u8.shape[0]
-
-    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self._images[index]
-        if self._originals is not None:
-            originals = self._originals[index]
-            images = self._affine(originals.reshape(-1, *originals.shape[-3:])).reshape(images.shape)
-        elif self.max_shift:
-            images = self._shift(images.reshape(-1, *images.shape[-3:])).reshape(images.shape)
-        return normalize(images, self.mean, self.std), self._labels[index]
-
-    def _shift(self, images: torch.Tensor) -> torch.Tensor:
-        """Translate each image by random integer (dy, dx) in ±max_shift with zero (black) fill.
-
-        Done on the uint8 bytes before normalisation so the fill is true background, and drawn
-        from the loader's seeded generator so an epoch is reproducible.
-        """
-        batch, _, height, width = images.shape
-        m = self.max_shift
-        dy, dx = torch.randint(-m, m + 1, (2, batch, 1, 1), generator=self._generator)
-        padded = torch.nn.functional.pad(images, (m, m, m, m))
-        rows = torch.arange(height).view(1, -1, 1) + m - dy
-        cols = torch.arange(width).view(1, 1, -1) + m - dx
-        return padded[torch.arange(batch).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
-
+    def _augmented(self, index: int | list[int]) -> torch.Tensor:
+        if self._originals is None:
+            return super()._augmented(index)
+        originals = self._originals[index]
+        return self._affine(originals.reshape(-1, *originals.shape[-3:])).reshape(self._images[index].shape)
 
     def _affine(self, originals: torch.Tensor) -> torch.Tensor:
         """Random rotation (±12°), scale (±10 %) and translation (±2 px) of each 28×28 original,
@@ -349,6 +296,7 @@ def mnist_loaders(
     augment: bool | Literal["shift", "affine"] = False,
     root: str | Path | None = None,
     seed: int = 0,
+    validation: float = 0.0,
 ) -> tuple[DataLoader, DataLoader]:
     """Train and test DataLoaders yielding ``(x, label)``, ``x`` float32 ``[B, 1, size, size]``.
 
@@ -357,6 +305,8 @@ def mnist_loaders(
     shuffled; ``augment`` (True or "shift") adds random ±1 px shifts at 16x16 (scaled with ``size``);
     "affine" moves each 28×28 original (see `MNISTDataset._affine`) before downsampling. Shuffling and
     augmentation draw from one generator seeded with ``seed``, so runs are reproducible.
+    ``validation`` > 0 holds that fraction of each class of the training split out (`stratified_split`,
+    seeded with ``seed``) and returns it in place of the test split, for choosing hyperparameters.
     The datasets (``loader.dataset``) expose ``images_u8``, ``labels``, ``mean`` and ``std``.
     """
     train_images, train_labels = load_mnist("train", size, root)
@@ -367,12 +317,11 @@ def mnist_loaders(
         raise ValueError(f"augment must be False, True, 'shift' or 'affine', got {augment!r}")
     max_shift = max(1, round(size / 16)) if augment in (True, "shift") else 0
     originals = load_mnist("train", _MNIST_SIDE, root)[0] if augment == "affine" else None
+    if validation:
+        kept, held = stratified_split(train_labels, validation, seed)
+        test_images, test_labels = train_images[held], train_labels[held]
+        train_images, train_labels = train_images[kept], train_labels[kept]
+        originals = None if originals is None else originals[kept]
     train = MNISTDataset(train_images, train_labels, mean, std, max_shift, generator, originals)
     test = MNISTDataset(test_images, test_labels, mean, std, 0, generator)
-    train_batches = BatchSampler(RandomSampler(train, generator=generator), batch_size, drop_last=False)
-    test_batches = BatchSampler(SequentialSampler(test), batch_size, drop_last=False)
-    # batch_size=None: each sampler item is already a list of indices, fetched in one call.
-    return (
-        DataLoader(train, sampler=train_batches, batch_size=None),
-        DataLoader(test, sampler=test_batches, batch_size=None),
-    )
+    return array_loaders(train, test, batch_size, generator)
