@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARDS_DIR = REPO_ROOT / "boards"
 FIRMWARE_DIR = REPO_ROOT / "firmware"
+_BOARDS_DIR = REPO_ROOT / "boards"
 
 # The pseudo-board ``host``: the bench application built for this computer, its UART a pty.
 HOST_BOARD = "host"
@@ -45,10 +45,7 @@ class ToolchainFlags:
 
 @dataclass(frozen=True)
 class Uart:
-    instance: str
-    base: int
-    tx: str
-    rx: str
+    base: int                         # USART base address the firmware drives
     baud: int
     usb: tuple[str, ...]              # VID:PID of USB serial adapters usually wired to it
 
@@ -57,8 +54,17 @@ class Uart:
 class Flasher:
     tool: str                         # "wlink" or "pyocd"
     target: str                       # wlink --chip, or the pyOCD target name
-    usb: tuple[str, ...]              # VID:PID of the usual debug probes
     pack: str = ""                    # pyOCD CMSIS pack path ("" = installed / built in)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Memory besides flash and SRAM that the firmware reads (e.g. factory trim words)."""
+
+    name: str
+    origin: int
+    size: int
+    access: str                       # "r": read-only (the only kind the emulator maps)
 
 
 @dataclass(frozen=True)
@@ -66,57 +72,41 @@ class Board:
     name: str
     description: str
     chip: str                         # firmware port directory firmware/chips/<chip>/
-    core: str
-    arch: str
+    core: str                         # names the emulator's cycle model
+    arch: str                         # instruction set: rv32ec or armv6-m
     flash_origin: int                 # link address of flash
-    flash_load: int                   # address the flasher writes (alias of flash_origin)
+    flash_load: int                   # address the flasher writes (flash_origin or an alias of it)
+    flash_aliases: tuple[int, ...]    # every other address where the same flash appears
     flash_size: int
     ram_origin: int
     ram_size: int
     stack_reserve: int
+    regions: tuple[Region, ...]
+    peripherals: Mapping[str, int]    # name -> base address, for every peripheral the firmware touches
     clock_hz: int
-    clock_source: str
     uart: Uart
-    counter_address: int
-    counter_bits: int
+    counter_address: int              # the register read before and after potnn_predict
+    counter_bits: int                 # its width: elapsed cycles wrap at 2**bits
     flasher: Flasher
     toolchains: Mapping[str, ToolchainFlags]
-    emulator: Mapping[str, Any]
+    emulator: Mapping[str, Any]       # emulator settings: backend, fault_symbol, hang_instructions
     path: Path
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def flash_base(self) -> int:
-        """Where the image sits in the chip's flash (what flashers and HEX files use)."""
-        return self.flash_load
 
     @property
     def baud(self) -> int:
         return self.uart.baud
 
-    def memory_map(self) -> list[dict[str, Any]]:
-        """Regions an emulator must map: flash, its aliases, SRAM, and any extra regions."""
-        regions: list[dict[str, Any]] = [
-            {"name": "flash", "origin": self.flash_origin, "size": self.flash_size, "access": "rx"},
-        ]
-        aliases = {self.flash_load, *self.emulator.get("flash_aliases", [])} - {self.flash_origin}
-        for addr in sorted(aliases):
-            regions.append({"name": f"flash@{addr:#010x}", "origin": addr, "size": self.flash_size,
-                            "access": "rx", "alias_of": "flash"})
-        regions.append({"name": "sram", "origin": self.ram_origin, "size": self.ram_size, "access": "rw"})
-        regions.extend(dict(r) for r in self.emulator.get("regions", []))
-        return regions
-
 
 def list_boards(boards_dir: Path | None = None) -> list[str]:
     """Names of the board files in ``boards_dir`` (default: the repository's ``boards/``)."""
-    directory = boards_dir or BOARDS_DIR
+    directory = boards_dir or _BOARDS_DIR
     return sorted(p.stem for p in directory.glob("*.toml"))
 
 
 def load_board(name: str | Path, boards_dir: Path | None = None) -> Board:
     """The board called ``name`` (a file stem in ``boards/``) or the board file at that path."""
-    directory = boards_dir or BOARDS_DIR
+    directory = boards_dir or _BOARDS_DIR
     path = Path(name)
     if path.suffix == ".toml" and path.exists():
         directory = path.parent
@@ -196,6 +186,12 @@ class _Reader:
             raise BoardError(f"{self.file}: [{table}] {key} is not a 32-bit address: {value:#x}")
         return value
 
+    def addresses(self, table: str, key: str) -> tuple[int, ...]:
+        values = self.get(table, key, list, [])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF_FFFF for v in values):
+            raise BoardError(f"{self.file}: [{table}] {key} must be a list of 32-bit addresses")
+        return tuple(values)
+
     def strings(self, table: str, key: str, default: Any = ...) -> tuple[str, ...]:
         value = self.get(table, key, list, default)
         if not all(isinstance(v, str) for v in value):
@@ -227,23 +223,8 @@ def _validate(data: Mapping[str, Any], path: Path) -> Board:
     if stack >= ram_size:
         raise BoardError(f"{path.name}: [memory] stack_reserve {stack} leaves no RAM of {ram_size}")
     flash_origin = r.address("memory", "flash_origin")
-
-    toolchains: dict[str, ToolchainFlags] = {}
-    for kind, spec in r.table("toolchain").items():
-        if not isinstance(spec, Mapping):
-            raise BoardError(f"{path.name}: [toolchain.{kind}] must be a table")
-        t = _Reader({"t": spec}, path)
-        toolchains[kind] = ToolchainFlags(
-            compilers=t.strings("t", "compilers", []),
-            target=t.get("t", "target", str, None),
-            cflags=t.strings("t", "cflags", []),
-            ldflags=t.strings("t", "ldflags", []),
-            libs=t.strings("t", "libs", []),
-        )
-    if "gnu" in toolchains and not toolchains["gnu"].compilers:
-        raise BoardError(f"{path.name}: [toolchain.gnu] needs compilers = [...]")
-    if "zig" in toolchains and not toolchains["zig"].target:
-        raise BoardError(f"{path.name}: [toolchain.zig] needs target = \"...\"")
+    flash_load = r.address("memory", "flash_load", flash_origin)
+    aliases = set(r.addresses("memory", "flash_aliases")) | {flash_load}
 
     tool = r.get("flasher", "tool", str)
     if tool not in FLASHER_TOOLS:
@@ -262,34 +243,59 @@ def _validate(data: Mapping[str, Any], path: Path) -> Board:
         core=r.get("board", "core", str),
         arch=r.get("board", "arch", str),
         flash_origin=flash_origin,
-        flash_load=r.address("memory", "flash_load", flash_origin),
+        flash_load=flash_load,
+        flash_aliases=tuple(sorted(aliases - {flash_origin})),
         flash_size=flash_size,
         ram_origin=r.address("memory", "ram_origin"),
         ram_size=ram_size,
         stack_reserve=stack,
+        regions=_regions(r, path),
+        peripherals={key: r.address("peripherals", key) for key in r.table("peripherals")},
         clock_hz=r.positive("clock", "hz"),
-        clock_source=r.get("clock", "source", str, ""),
-        uart=Uart(
-            instance=r.get("uart", "instance", str),
-            base=r.address("uart", "base"),
-            tx=r.get("uart", "tx", str),
-            rx=r.get("uart", "rx", str),
-            baud=r.positive("uart", "baud"),
-            usb=r.usb_ids("uart", "usb"),
-        ),
+        uart=Uart(base=r.address("uart", "base"), baud=r.positive("uart", "baud"), usb=r.usb_ids("uart", "usb")),
         counter_address=r.address("cycle_counter", "address"),
         counter_bits=bits,
-        flasher=Flasher(
-            tool=tool,
-            target=r.get("flasher", "target", str),
-            usb=r.usb_ids("flasher", "usb"),
-            pack=r.get("flasher", "pack", str, ""),
-        ),
-        toolchains=toolchains,
+        flasher=Flasher(tool=tool, target=r.get("flasher", "target", str), pack=r.get("flasher", "pack", str, "")),
+        toolchains=_toolchains(r, path),
         emulator=dict(emulator),
         path=path,
         raw=data,
     )
+
+
+def _toolchains(r: _Reader, path: Path) -> dict[str, ToolchainFlags]:
+    toolchains: dict[str, ToolchainFlags] = {}
+    for kind, spec in r.table("toolchain").items():
+        if not isinstance(spec, Mapping):
+            raise BoardError(f"{path.name}: [toolchain.{kind}] must be a table")
+        t = _Reader({"t": spec}, path)
+        toolchains[kind] = ToolchainFlags(
+            compilers=t.strings("t", "compilers", []),
+            target=t.get("t", "target", str, None),
+            cflags=t.strings("t", "cflags", []),
+            ldflags=t.strings("t", "ldflags", []),
+            libs=t.strings("t", "libs", []),
+        )
+    if "gnu" in toolchains and not toolchains["gnu"].compilers:
+        raise BoardError(f"{path.name}: [toolchain.gnu] needs compilers = [...]")
+    if "zig" in toolchains and not toolchains["zig"].target:
+        raise BoardError(f"{path.name}: [toolchain.zig] needs target = \"...\"")
+    return toolchains
+
+
+def _regions(r: _Reader, path: Path) -> tuple[Region, ...]:
+    found = r.table("memory").get("regions", [])
+    if not isinstance(found, list) or not all(isinstance(x, Mapping) for x in found):
+        raise BoardError(f"{path.name}: [[memory.regions]] must be tables")
+    regions = []
+    for i, spec in enumerate(found):
+        t = _Reader({"region": spec}, path)
+        access = t.get("region", "access", str)
+        if access != "r":
+            raise BoardError(f"{path.name}: [[memory.regions]] #{i + 1}: only read-only (access = \"r\") regions")
+        regions.append(Region(t.get("region", "name", str), t.address("region", "origin"),
+                              t.positive("region", "size"), access))
+    return tuple(regions)
 
 
 # --- CLI: potnn-bench boards -------------------------------------------------------------

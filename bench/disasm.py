@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 import capstone
-from elftools.elf.elffile import ELFFile
+
+from bench.elf import EM_ARM, EM_RISCV, read_elf
 
 RISCV_MULDIV = frozenset({"mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu",
                           "c.mul"})
@@ -41,31 +42,27 @@ class _Function:
 
 
 def _functions(elf: Path) -> tuple[str, dict[int, _Function]]:
-    with open(elf, "rb") as f:
-        ef = ELFFile(f)
-        machine = ef["e_machine"]
-        symtab = ef.get_section_by_name(".symtab")
-        if symtab is None:
-            raise ValueError(f"{elf}: no symbol table (build with symbols, e.g. -g)")
-        sections = [s for s in ef.iter_sections() if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & 0x4]
-        funcs: dict[int, _Function] = {}
-        for sym in symtab.iter_symbols():
-            if sym["st_info"]["type"] != "STT_FUNC" or sym["st_size"] == 0:
-                continue
-            addr = int(sym["st_value"]) & ~1
-            for sec in sections:
-                start = int(sec["sh_addr"])
-                if start <= addr < start + int(sec["sh_size"]):
-                    off = addr - start
-                    funcs[addr] = _Function(sym.name, addr, sec.data()[off: off + int(sym["st_size"])])
-                    break
-    return machine, funcs
+    image = read_elf(elf)
+    if not image.symbols:
+        raise ValueError(f"{elf}: no symbol table (build with symbols, e.g. -g)")
+    code = [s for s in image.sections if s.executable and s.data]
+    funcs: dict[int, _Function] = {}
+    for sym in image.symbols:
+        if sym.kind != "STT_FUNC" or sym.size == 0:
+            continue
+        addr = sym.value & ~1
+        for sec in code:
+            if sec.address <= addr < sec.address + sec.size:
+                off = addr - sec.address
+                funcs[addr] = _Function(sym.name, addr, sec.data[off: off + sym.size])
+                break
+    return image.machine, funcs
 
 
 def _disassembler(machine: str) -> capstone.Cs:
-    if machine == "EM_RISCV":
+    if machine == EM_RISCV:
         md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
-    elif machine == "EM_ARM":
+    elif machine == EM_ARM:
         md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     else:
         raise ValueError(f"unsupported ELF machine {machine}")
@@ -77,7 +74,7 @@ def _disassembler(machine: str) -> capstone.Cs:
 def _call_targets(machine: str, insn: capstone.CsInsn, auipc: dict[int, int]) -> list[int]:
     """Direct call/jump targets of one instruction (absolute addresses)."""
     m = insn.mnemonic
-    if machine == "EM_RISCV":
+    if machine == EM_RISCV:
         ops = insn.operands
         if m in ("jal", "c.jal", "c.j", "j") and ops and ops[-1].type == capstone.CS_OP_IMM:
             return [insn.address + ops[-1].imm]
@@ -131,7 +128,7 @@ def muldiv_report(elf: str | Path, roots: tuple[str, ...] | None = ("potnn_predi
     """
     elf = Path(elf)
     machine, funcs = _functions(elf)
-    forbidden = RISCV_MULDIV if machine == "EM_RISCV" else ARM_MULDIV
+    forbidden = RISCV_MULDIV if machine == EM_RISCV else ARM_MULDIV
     report: dict[str, list[Offense]] = {}
     for fn, insn, targets in _walk(machine, funcs, _roots(elf, funcs, roots)):
         if insn.mnemonic in forbidden:

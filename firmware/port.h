@@ -2,6 +2,8 @@
  * port.h - what the bench application needs from a chip (or from the host).
  *
  * Each port is one directory under firmware/chips/<chip>/ with:
+ *   regs.h  the registers it touches: base addresses (those of the board file's
+ *           [peripherals], checked by tests/test_boards.py), register offsets and bits;
  *   chip.h  cycle-counter macros (inlined at the two measurement points), clock and timeout
  *           constants;
  *   chip.c  start-up entry, clock tree, UART, cycle counter set-up.

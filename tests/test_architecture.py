@@ -44,7 +44,8 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # "from pkg import b" imports the module pkg.b when there is one, else a name of pkg
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod for a in node.names]
         for t in targets:
             # the longest known prefix: "bench.run.execute" -> "bench.run"
             parts = t.split(".")
@@ -125,3 +126,12 @@ def test_one_module_reads_elf_files() -> None:
 def test_no_grab_bag_modules(pkg: str) -> None:
     bags = [p.name for p in (ROOT / pkg).rglob("*.py") if p.stem in ("utils", "helpers", "misc", "common")]
     assert not bags, f"modules named for no concern in {pkg}/: {bags}"
+
+
+def test_the_library_does_not_import_the_bench() -> None:
+    """potnn is usable without the bench; the bench depends on the library, never the reverse."""
+    mods = _modules()
+    known = set(mods)
+    offenders = {n: sorted(m for m in _imports(n, p, known) if m.split(".")[0] == "bench")
+                 for n, p in mods.items() if n.split(".")[0] == "potnn"}
+    assert not {n: v for n, v in offenders.items() if v}

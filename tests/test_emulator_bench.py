@@ -1,6 +1,6 @@
 """The bench firmware with an exported potnn model, under the Unicorn backend, on both boards.
 
-What issue #4 asks to be shown: INFO and 100 inference requests answered, every image's logits
+What must hold: INFO and 100 inference requests answered, every image's logits
 equal to ``potnn.simulate``, per-inference instruction and cycle counts available; and a model
 whose buffers plus stack exceed the CH32V003's 2 KB ends in a stack/RAM fault report, never in
 answers. The firmware and the model come from the real build (``bench.build``) and export

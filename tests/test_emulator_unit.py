@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 import serial
 
+from bench.board import load_board
 from bench.emulator import EmulatorUnavailable, available_backends, backend_status, launch, machine_for
 from bench.emulator.cycles import WRITES_SP, CortexM0Plus, Insn, QingKeV2A
-from bench.emulator.peripherals import (ArmSysTick, Ch32Flash, Ch32Rcc, Ch32SysTick, Py32Rcc, RomRegion,
-                                        UnmodelledAccess, Usart, build_peripherals)
+from bench.emulator.peripherals import Bus, UnmodelledAccess, build_peripherals
+from bench.emulator.peripherals.ch32v003 import Ch32Flash, Ch32Gpio, Ch32Rcc, Ch32SysTick
+from bench.emulator.peripherals.py32f003 import ArmSysTick, Py32Gpio, Py32Rcc
+from bench.emulator.peripherals.registers import RomRegion
+from bench.emulator.peripherals.usart import Usart
 from bench.emulator.renode_backend import generate_resc
 from bench.emulator.serial_bridge import SerialBridge
 
@@ -170,7 +174,7 @@ class FakeCtx:
 
 
 def test_ch32_rcc_ready_bits_and_clock() -> None:
-    rcc = Ch32Rcc(FakeCtx())
+    rcc = Ch32Rcc(FakeCtx(), 0x40021000)
     assert rcc.read(0x00, 4) & 0x2                  # HSIRDY after reset
     assert not rcc.read(0x00, 4) & (1 << 25)
     rcc.write(0x00, 4, rcc.read(0x00, 4) | (1 << 24))
@@ -185,7 +189,7 @@ def test_ch32_rcc_ready_bits_and_clock() -> None:
 
 
 def test_py32_rcc_ready_bits() -> None:
-    rcc = Py32Rcc(FakeCtx())
+    rcc = Py32Rcc(FakeCtx(), 0x40021000)
     assert rcc.read(0x00, 4) & (1 << 10)            # HSIRDY with HSION set at reset
     rcc.write(0x08, 4, 0)
     assert rcc.read(0x08, 4) & (7 << 3) == 0
@@ -195,7 +199,7 @@ def test_py32_rcc_ready_bits() -> None:
 
 def test_flash_latency_reaches_the_cycle_model() -> None:
     ctx = FakeCtx()
-    f = Ch32Flash(ctx)
+    f = Ch32Flash(ctx, 0x40022000)
     f.write(0x00, 4, 1)
     assert ctx.ws == [1] and f.read(0x00, 4) == 1
     with pytest.raises(UnmodelledAccess):
@@ -204,7 +208,7 @@ def test_flash_latency_reaches_the_cycle_model() -> None:
 
 def test_ch32_systick_counts_core_cycles() -> None:
     ctx = FakeCtx()
-    stk = Ch32SysTick(ctx)
+    stk = Ch32SysTick(ctx, 0xE000F000)
     stk.write(0x00, 4, 0)
     stk.write(0x08, 4, 0)
     stk.write(0x00, 4, 5)                           # STE | STCLK (HCLK)
@@ -213,14 +217,13 @@ def test_ch32_systick_counts_core_cycles() -> None:
     stk.write(0x00, 4, 1)                           # HCLK/8
     ctx.cycles = 1800
     assert stk.read(0x08, 4) == 1100
-    assert ctx.reads == 2
     with pytest.raises(UnmodelledAccess):
         stk.write(0x00, 4, 7)                       # STIE: interrupts are not modelled
 
 
 def test_arm_systick_counts_down_from_load() -> None:
     ctx = FakeCtx()
-    st = ArmSysTick(ctx)
+    st = ArmSysTick(ctx, 0xE000E010)
     st.write(0x04, 4, 0xFFFFFF)
     st.write(0x08, 4, 0)
     st.write(0x00, 4, 5)
@@ -264,6 +267,32 @@ def test_usart_lets_polls_through_after_a_silent_wait_mid_request() -> None:
     assert ctx.waits == 2
 
 
+def test_gpio_set_and_reset_registers_act_on_the_outputs() -> None:
+    for port, (bsr, br, out, inp) in ((Ch32Gpio(FakeCtx(), 0x40011400, "GPIOD"), (0x10, 0x14, 0x0C, 0x08)),
+                                      (Py32Gpio(FakeCtx(), 0x50000000, "GPIOA"), (0x18, 0x28, 0x14, 0x10))):
+        port.write(bsr, 4, 0x0000_0041)             # set pins 0 and 6
+        assert port.read(out, 4) == 0x41 and port.read(inp, 4) == 0x41
+        port.write(bsr, 4, 0x0001_0000)             # reset pin 0
+        assert port.read(out, 4) == 0x40
+        port.write(br, 4, 0x40)                     # reset pin 6
+        assert port.read(out, 4) == 0 and port.read(bsr, 4) == 0 and port.read(br, 4) == 0
+
+
+def test_bus_reports_reads_of_the_boards_cycle_counter_only() -> None:
+    ctx = FakeCtx()
+    board = load_board("ch32v003")
+    bus = Bus(build_peripherals("ch32v003", ctx, board.peripherals), ctx, board.counter_address)
+    bus.write(0xE000F000, 4, 5)                     # SysTick on at HCLK
+    ctx.cycles = 700
+    assert bus.read(board.counter_address, 4) == 700 and ctx.reads == 1
+    bus.read(0xE000F000, 4)                         # CTLR: not the counter
+    bus.read(0x40013800, 4)                         # USART status
+    assert ctx.reads == 1
+    assert bus.read(board.counter_address, 4) == 700 and ctx.reads == 2
+    with pytest.raises(UnmodelledAccess, match="no peripheral modelled"):
+        bus.read(0x40000000, 4)                     # TIM2: the board does not list it
+
+
 def test_rom_region_and_board_selection() -> None:
     ctx = FakeCtx()
     rom = RomRegion(ctx, 0x1FFF0F00, 0x100, "trim")
@@ -301,13 +330,26 @@ def test_serial_bridge_backlog_round_trip_and_close() -> None:
 
 
 # ------------------------------------------------------------------------------- machine, backends
-def test_machine_specs_follow_the_board_files() -> None:
-    ch = machine_for("ch32v003")
-    assert (ch.arch, ch.cpu, ch.flash_size, ch.ram_size) == ("riscv32", "qingke-v2a", 16384, 2048)
-    assert ch.in_flash(0x0) and ch.in_flash(0x08003FFF) and not ch.in_flash(0x08004000)
-    py = machine_for("py32f003x8")
-    assert (py.arch, py.flash_size, py.ram_size, py.hclk_hz) == ("armv6m", 65536, 8192, 24_000_000)
-    assert py.regions and py.regions[0]["origin"] == 0x1FFF0F00
+@pytest.mark.parametrize("name", ["ch32v003", "py32f003", "py32f003x8"])
+def test_machine_specs_come_from_the_board_file(name: str) -> None:
+    board = load_board(name)
+    spec = machine_for(name)
+    assert (spec.arch, spec.core, spec.clock_hz) == (board.arch, board.core, board.clock_hz)
+    assert (spec.flash_origin, spec.flash_size, spec.ram_origin, spec.ram_size) == \
+        (board.flash_origin, board.flash_size, board.ram_origin, board.ram_size)
+    assert dict(spec.peripherals) == dict(board.peripherals) and spec.regions == board.regions
+    assert spec.counter_address == board.counter_address
+    # flash is reachable at its link address, where the flasher writes it, and at every alias
+    for base in (board.flash_origin, board.flash_load, *board.flash_aliases):
+        assert spec.in_flash(base) and spec.in_flash(base + board.flash_size - 1)
+        assert not spec.in_flash(base + board.flash_size)
+
+
+def test_the_chips_differ_where_the_board_files_say() -> None:
+    ch, py = machine_for("ch32v003"), machine_for("py32f003x8")
+    assert ch.flash_regions == [(0, 16384), (0x0800_0000, 16384)]
+    assert py.flash_regions == [(0x0800_0000, 65536), (0, 65536)]
+    assert (py.ram_size, py.regions[0].origin) == (8192, 0x1FFF0F00)
 
 
 def test_backends_report_why_they_cannot_run() -> None:
@@ -326,5 +368,5 @@ def test_generated_renode_script(board: str) -> None:
     text = generate_resc(spec, Path("/x/fw.elf"), 4321, Path("/r/p.repl"))
     assert "sysbus LoadELF @/x/fw.elf" in text
     assert "CreateServerSocketTerminal 4321" in text and "connector Connect sysbus.usart1 uart" in text
-    assert f"PerformanceInMips {spec.hclk_hz // 1_000_000}" in text
+    assert f"PerformanceInMips {spec.clock_hz // 1_000_000}" in text
     assert text.rstrip().endswith("start")

@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.disasm import muldiv_report, reachable_functions
 from bench.elfsize import read_sections
 from bench.toolchain import ToolchainError, find_toolchain
-from firmware_models import ExportedModel, export_tiny, synthetic_header
+from firmware_models import ExportedModel, export_tiny, synthetic_header, write_bundle
 
 BOARDS = ("ch32v003", "py32f003")
 TOOLCHAINS = ("gnu", "zig")
@@ -68,7 +68,7 @@ def test_image_lies_in_the_boards_memory(builds: dict, board: str, kind: str) ->
         if not s.nobits:
             assert b.flash_origin <= s.load_address < b.flash_origin + b.flash_size, s
     assert r.bin.stat().st_size == r.flash_bytes
-    assert r.hex.read_text().startswith(f":02000004{b.flash_base >> 16:04X}")
+    assert r.hex.read_text().startswith(f":02000004{b.flash_load >> 16:04X}")   # where the flasher writes
 
 
 @pytest.mark.parametrize("kind", TOOLCHAINS)
@@ -163,12 +163,14 @@ def test_not_a_potnn_export_is_refused_in_one_line(tmp_path: Path, capsys: pytes
         main(["build", "--board", "ch32v003", "--header", str(header), "--out", str(tmp_path / "o")])
     assert ex.value.code == 2
     err = capsys.readouterr().err
-    assert err == "potnn-bench: error: model.h is not a potnn export (its first line must start with '/* potnn export')\n"
+    assert err == ("potnn-bench: error: model.h has no bundle model.potnn beside it: re-export it with "
+                   "potnn.export(model, 'model.h', config), which writes both\n")
 
 
 def test_compile_errors_are_one_line_with_the_log(tmp_path: Path) -> None:
     header = synthetic_header(tmp_path / "bad.h")
     header.write_text(header.read_text().replace("return 0;", "return undeclared;"))
+    write_bundle(header, (1, 16, 16), 10)
     with pytest.raises(BuildError, match=r"undeclared.*full log: .*build.log") as err:
         build("ch32v003", header, tmp_path / "out")
     assert "\n" not in str(err.value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from bench.board import load_board
 from bench.build import BuildResult, build
+from bench.elf import read_elf
 from bench.toolchain import ToolchainError, find_toolchain
 from firmware_models import export_tiny, synthetic_header
 
@@ -22,9 +22,7 @@ RAM_TARGET = 256
 
 
 def _symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
-    with open(elf, "rb") as f:
-        symtab = ELFFile(f).get_section_by_name(".symtab")
-        return {s.name: int(s["st_size"]) for s in symtab.iter_symbols() if s.name in names}
+    return {s.name: s.size for s in read_elf(elf).symbols if s.name in names}
 
 
 def _row(label: str, r: BuildResult) -> tuple[str, int, int, int, int, int]:

@@ -14,8 +14,8 @@ Public API (what ``bench.run`` and the tests use)::
     # EmulatorFault(fault) there, and emu.check() raises it anywhere.
 
 ``launch(board, elf, backend="unicorn", **opts)``
-    ``board``: a ``bench.board`` Board object, a board name (``boards/<name>.toml``) or a chip
-    name (``ch32v003``, ``py32f003``); ``backend``: ``"unicorn"``, ``"renode"`` or ``"auto"``
+    ``board``: a ``bench.board`` Board object or a board name (``boards/<name>.toml``, e.g.
+    ``ch32v003``, ``py32f003x8``); ``backend``: ``"unicorn"``, ``"renode"`` or ``"auto"``
     (the first of :func:`available_backends`). Options of the Unicorn backend:
     ``hang_instructions``, ``rx_wait_s``, ``accelerate``, ``stack_limit``, ``ram_fill``,
     ``port``, ``start`` (see :class:`~bench.emulator.unicorn_backend.UnicornEmulator`); of the
@@ -39,9 +39,10 @@ unmodelled-peripheral, cpu-exception (incl. reaching the firmware's ``bench_faul
 UART traffic for ``hang_instructions``), internal-error. Each has pc, addr, symbol and message.
 
 Cycle figures come from the per-core models in :mod:`bench.emulator.cycles` (sources and the
-BitNetMCU calibration are documented there). Modules: ``machine`` (chip/board memory map),
-``elfimage`` (flash image, symbols), ``cycles`` (timing models), ``blockhook`` + ``_blockhook.c``
-(per-block counting in C), ``peripherals`` (register models), ``serial_bridge`` (the TCP UART),
+BitNetMCU calibration are documented there). Modules: ``machine`` (the board's memory map,
+core and peripherals), ``elfimage`` (flash image, symbols), ``cycles`` (timing models),
+``blockhook`` + ``_blockhook.c`` (per-block counting in C), ``peripherals/`` (register models,
+one module per chip), ``serial_bridge`` (the TCP UART),
 ``faults``, ``api`` (shared base), ``unicorn_backend``, ``renode_backend``.
 
 Known limits: no interrupts are delivered (the bench firmware polls; enabling one faults);
@@ -56,17 +57,14 @@ from typing import Any, Literal
 
 from .api import Emulator, EmulatorSerial, EmulatorStats
 from .faults import ElfLoadError, EmulatorError, EmulatorFault, EmulatorUnavailable, Fault, FaultKind
-
-#: Alias under the name the bench's run/flash code asked for.
-BackendUnavailable = EmulatorUnavailable
-from .machine import CHIPS, MachineSpec, machine_for
+from .machine import MachineSpec, machine_for
 
 Backend = Literal["unicorn", "renode", "auto"]
 
 __all__ = [
     "launch", "available_backends", "backend_status", "machine_for",
-    "Emulator", "EmulatorSerial", "EmulatorStats", "MachineSpec", "CHIPS",
-    "Fault", "FaultKind", "EmulatorError", "EmulatorFault", "EmulatorUnavailable", "BackendUnavailable",
+    "Emulator", "EmulatorSerial", "EmulatorStats", "MachineSpec",
+    "Fault", "FaultKind", "EmulatorError", "EmulatorFault", "EmulatorUnavailable",
     "ElfLoadError",
 ]
 

@@ -24,6 +24,8 @@ from typing import Callable
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, Uc
 
+from bench.atomic import write_bytes
+
 from .cycles import WRITES_SP, BlockCost
 
 ST_LIMIT = 1
@@ -135,15 +137,15 @@ def load_library() -> ctypes.CDLL | None:
                     _lib_error = "no C compiler (cc/gcc/clang) on PATH"
                     return None
                 so.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(suffix=".so", dir=so.parent)
-                os.close(fd)
-                proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(src)],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    os.unlink(tmp)
-                    _lib_error = f"{cc} failed: {proc.stderr.strip()[:500]}"
-                    return None
-                os.replace(tmp, so)
+                with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
+                    built = Path(tmp) / so.name
+                    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(built), str(src)],
+                                          capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        _lib_error = f"{cc} failed: {proc.stderr.strip()[:500]}"
+                        return None
+                    # another process may load the library while this one installs it
+                    write_bytes(so, built.read_bytes())
             lib = ctypes.CDLL(str(so))
             lib.bh_insert.argtypes = [ctypes.POINTER(_State)] + [ctypes.c_uint32] * 7
             lib.bh_insert.restype = ctypes.c_int

@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 #: Filled in from the calibration run (figures only; see the module docstring).
 CALIBRATION_RESULT: dict[str, object] = {
@@ -150,10 +150,6 @@ class BlockCost:
     addresses: tuple[int, ...]
     illegal: str | None = None
     illegal_pc: int | None = None
-
-    @property
-    def fallthrough(self) -> int:
-        return self.address + self.size
 
     def offset_of(self, pc: int) -> int:
         """Index of the instruction at ``pc`` in the block (0 when not found)."""
@@ -205,23 +201,26 @@ def _scale_prefix(exec_prefix: list[int], exec_total: int, total: int) -> tuple[
     return tuple((p * total) // exec_total for p in exec_prefix)
 
 
-# ---------------------------------------------------------------------------------- QingKe V2A
-_RV_LOADS = {"lb", "lh", "lw", "lbu", "lhu", "lwsp"}
-_RV_STORES = {"sb", "sh", "sw", "swsp"}
-_RV_BRANCHES = {"beq", "bne", "blt", "bge", "bltu", "bgeu", "beqz", "bnez", "blez", "bgez",
-                "bltz", "bgtz", "bgt", "ble", "bgtu", "bleu"}
-_RV_JUMPS = {"j", "jal", "jr", "jalr", "ret", "call", "tail"}
-_RV_NO_M = {"mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu"}
-_RV_UNSUPPORTED = {"wfi", "ecall", "ebreak", "ebreak", "unimp", "sret", "uret", "dret"}
-# ABI names of x16..x31, which RV32E does not have.
-_RV_HIGH_REGS = re.compile(r"\b(a6|a7|s[2-9]|s1[01]|t[3-6]|x(1[6-9]|2\d|3[01]))\b")
+class _Step(NamedTuple):
+    """One instruction's share of a block: execution cycles and what it does to the block."""
+
+    cycles: int
+    exit_penalty: int | None = None   # extra cycles when the block is left by a jump (None: no say)
+    writes_sp: bool = False
+    illegal: str | None = None        # why the core cannot execute it
 
 
-class QingKeV2A:
-    """QingKe V2A timing (CH32V003); see the module docstring for every number's source."""
+class _PerInstructionModel:
+    """A block costs the sum of its instructions, bounded below by the flash fetch rate.
 
-    name = "qingke-v2a"
-    TAKEN_FLUSH = 2  # [T1]
+    Subclasses say what one instruction costs (:meth:`step`); the last instruction that names an
+    exit penalty sets the block's, and the first illegal one is where the run stops.
+    """
+
+    name = ""
+
+    def step(self, ins: Insn) -> _Step:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def block_cost(self, insns: list[Insn], address: int, size: int, in_flash: bool, ws: int) -> BlockCost:
         exec_cycles = 0
@@ -232,35 +231,56 @@ class QingKeV2A:
         exit_penalty = 0
         for ins in insns:
             prefix.append(exec_cycles)
-            m = ins.mnemonic[2:] if ins.mnemonic.startswith("c.") else ins.mnemonic
-            if m in _RV_LOADS or m in _RV_STORES:
-                cost = 2
-            else:
-                cost = 1
-            if m in _RV_BRANCHES or m in _RV_JUMPS:
-                exit_penalty = self.TAKEN_FLUSH
-            elif m == "mret":
-                exit_penalty = self.TAKEN_FLUSH
-            if illegal is None:
-                if m in _RV_NO_M or m.startswith(("f", "amo", "lr.", "sc.")) and m not in ("fence", "fence.i"):
-                    illegal = f"'{ins.mnemonic} {ins.op_str}' is not an RV32EC instruction"
-                elif m in _RV_UNSUPPORTED:
-                    illegal = f"'{ins.mnemonic}' is not supported by the bench emulator (polled firmware never needs it)"
-                elif _RV_HIGH_REGS.search(ins.op_str):
-                    illegal = f"'{ins.mnemonic} {ins.op_str}' uses a register RV32E does not have"
-            if illegal is not None and illegal_pc is None:
-                illegal_pc = ins.address
-            first = ins.op_str.split(",", 1)[0].strip()
-            if first == "sp" and m not in _RV_STORES and m not in _RV_BRANCHES:
+            step = self.step(ins)
+            if step.exit_penalty is not None:
+                exit_penalty = step.exit_penalty
+            if step.writes_sp:
                 flags |= WRITES_SP
-            exec_cycles += cost
+            if illegal is None and step.illegal is not None:
+                illegal, illegal_pc = step.illegal, ins.address
+            exec_cycles += step.cycles
         total, entry_penalty = _fetch_bound(exec_cycles, address, size, in_flash, ws)
         return BlockCost(address, size, total, len(insns), exit_penalty, entry_penalty, flags,
                          _scale_prefix(prefix, exec_cycles, total),
                          tuple(i.address for i in insns), illegal, illegal_pc)
 
     def data_read_penalty(self, ws: int) -> int:
+        """A data read from flash is one flash access: ``ws`` extra cycles."""
         return ws
+
+
+# ---------------------------------------------------------------------------------- QingKe V2A
+_RV_LOADS = {"lb", "lh", "lw", "lbu", "lhu", "lwsp"}
+_RV_STORES = {"sb", "sh", "sw", "swsp"}
+_RV_BRANCHES = {"beq", "bne", "blt", "bge", "bltu", "bgeu", "beqz", "bnez", "blez", "bgez",
+                "bltz", "bgtz", "bgt", "ble", "bgtu", "bleu"}
+_RV_JUMPS = {"j", "jal", "jr", "jalr", "ret", "call", "tail"}
+_RV_NO_M = {"mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu"}
+_RV_UNSUPPORTED = {"wfi", "ecall", "ebreak", "unimp", "sret", "uret", "dret"}
+# ABI names of x16..x31, which RV32E does not have.
+_RV_HIGH_REGS = re.compile(r"\b(a6|a7|s[2-9]|s1[01]|t[3-6]|x(1[6-9]|2\d|3[01]))\b")
+
+
+class QingKeV2A(_PerInstructionModel):
+    """QingKe V2A timing (CH32V003); see the module docstring for every number's source."""
+
+    name = "qingke-v2a"
+    TAKEN_FLUSH = 2  # [T1]
+
+    def step(self, ins: Insn) -> _Step:
+        m = ins.mnemonic[2:] if ins.mnemonic.startswith("c.") else ins.mnemonic
+        cost = 2 if m in _RV_LOADS or m in _RV_STORES else 1
+        exit_penalty = self.TAKEN_FLUSH if m in _RV_BRANCHES or m in _RV_JUMPS or m == "mret" else None
+        illegal: str | None = None
+        if m in _RV_NO_M or m.startswith(("f", "amo", "lr.", "sc.")) and m not in ("fence", "fence.i"):
+            illegal = f"'{ins.mnemonic} {ins.op_str}' is not an RV32EC instruction"
+        elif m in _RV_UNSUPPORTED:
+            illegal = f"'{ins.mnemonic}' is not supported by the bench emulator (polled firmware never needs it)"
+        elif _RV_HIGH_REGS.search(ins.op_str):
+            illegal = f"'{ins.mnemonic} {ins.op_str}' uses a register RV32E does not have"
+        first = ins.op_str.split(",", 1)[0].strip()
+        writes_sp = first == "sp" and m not in _RV_STORES and m not in _RV_BRANCHES
+        return _Step(cost, exit_penalty, writes_sp, illegal)
 
 
 # ---------------------------------------------------------------------------------- Cortex-M0+
@@ -285,65 +305,44 @@ def _reglist_len(op_str: str) -> int:
     return n
 
 
-class CortexM0Plus:
+class CortexM0Plus(_PerInstructionModel):
     """Cortex-M0+ timing (PY32F003); see the module docstring for every number's source."""
 
     name = "cortex-m0plus"
 
-    def block_cost(self, insns: list[Insn], address: int, size: int, in_flash: bool, ws: int) -> BlockCost:
-        exec_cycles = 0
-        prefix: list[int] = []
-        flags = 0
+    def step(self, ins: Insn) -> _Step:
+        m = ins.mnemonic.split(".")[0]
+        ops = ins.op_str
+        first = ops.split(",", 1)[0].strip()
+        cost = 1
+        exit_penalty: int | None = None
+        writes_sp = first == "sp" and not m.startswith(("str", "ldr", "cmp", "tst"))
+        if m in ("push", "pop", "ldm", "stm", "ldmia", "stmia"):
+            cost = 1 + _reglist_len(ops)
+            if m == "pop" and "pc" in ops:
+                exit_penalty = 2
+            writes_sp = writes_sp or m in ("push", "pop") or first.startswith("sp")
+        elif m.startswith(("ldr", "str")):
+            cost = 2
+            if first == "pc":
+                exit_penalty = 2
+        elif m == "bl":
+            cost, exit_penalty = 2, 1
+        elif m in ("b", "bx", "blx") or (m.startswith("b") and m[1:] in _ARM_COND):
+            exit_penalty = 1
+        elif m in _ARM_THREE:
+            cost = 3
+        elif first == "pc" and m in ("mov", "add"):
+            exit_penalty = 1
         illegal: str | None = None
-        illegal_pc: int | None = None
-        exit_penalty = 0
-        for ins in insns:
-            prefix.append(exec_cycles)
-            m = ins.mnemonic.split(".")[0]
-            ops = ins.op_str
-            first = ops.split(",", 1)[0].strip()
-            cost = 1
-            if m in ("push", "pop", "ldm", "stm", "ldmia", "stmia"):
-                n = _reglist_len(ops)
-                cost = 1 + n
-                if m == "pop" and "pc" in ops:
-                    exit_penalty = 2
-                if m in ("push", "pop") or first.startswith("sp"):
-                    flags |= WRITES_SP
-            elif m.startswith(("ldr", "str")):
-                cost = 2
-                if first == "pc":
-                    exit_penalty = 2
-            elif m == "bl":
-                cost, exit_penalty = 2, 1
-            elif m in ("b", "bx", "blx"):
-                exit_penalty = 1
-            elif m.startswith("b") and m[1:] in _ARM_COND:
-                exit_penalty = 1
-            elif m in _ARM_THREE:
-                cost = 3
-            elif first == "pc" and m in ("mov", "add"):
-                exit_penalty = 1
-            if first == "sp" and not m.startswith(("str", "ldr", "cmp", "tst")):
-                flags |= WRITES_SP
-            if illegal is None:
-                if m in _ARM_UNSUPPORTED:
-                    illegal = f"'{ins.mnemonic}' is not supported by the bench emulator (polled firmware never needs it)"
-                elif ins.size == 4 and m not in _ARM_32BIT_OK:
-                    illegal = f"'{ins.mnemonic} {ops}' is a Thumb-2 instruction ARMv6-M does not have"
-                if illegal is not None:
-                    illegal_pc = ins.address
-            exec_cycles += cost
-        total, entry_penalty = _fetch_bound(exec_cycles, address, size, in_flash, ws)
-        return BlockCost(address, size, total, len(insns), exit_penalty, entry_penalty, flags,
-                         _scale_prefix(prefix, exec_cycles, total),
-                         tuple(i.address for i in insns), illegal, illegal_pc)
-
-    def data_read_penalty(self, ws: int) -> int:
-        return ws
+        if m in _ARM_UNSUPPORTED:
+            illegal = f"'{ins.mnemonic}' is not supported by the bench emulator (polled firmware never needs it)"
+        elif ins.size == 4 and m not in _ARM_32BIT_OK:
+            illegal = f"'{ins.mnemonic} {ops}' is a Thumb-2 instruction ARMv6-M does not have"
+        return _Step(cost, exit_penalty, writes_sp, illegal)
 
 
-MODELS: dict[str, type] = {QingKeV2A.name: QingKeV2A, CortexM0Plus.name: CortexM0Plus}
+MODELS: dict[str, type[_PerInstructionModel]] = {QingKeV2A.name: QingKeV2A, CortexM0Plus.name: CortexM0Plus}
 
 
 def get_model(name: str) -> CycleModel:
@@ -352,26 +351,3 @@ def get_model(name: str) -> CycleModel:
         return MODELS[name]()
     except KeyError:
         raise ValueError(f"unknown cycle model {name!r}; known: {', '.join(MODELS)}") from None
-
-
-def summary_table() -> list[tuple[str, str, str]]:
-    """(model, class, cycles) rows for reports; the sources are in this module's docstring."""
-    return [
-        ("qingke-v2a", "ALU / lui / auipc", "1"),
-        ("qingke-v2a", "load / store", "2"),
-        ("qingke-v2a", "branch not taken", "1"),
-        ("qingke-v2a", "taken branch / jump", "+2"),
-        ("qingke-v2a", "flash fetch", "max(exec, words × (1+ws))"),
-        ("cortex-m0plus", "data processing", "1"),
-        ("cortex-m0plus", "load / store", "2"),
-        ("cortex-m0plus", "ldm/stm/push/pop", "1+N (pop pc 3+N)"),
-        ("cortex-m0plus", "b<cond>", "1 / 2"),
-        ("cortex-m0plus", "b / bx / blx", "2"),
-        ("cortex-m0plus", "bl", "3"),
-        ("cortex-m0plus", "flash fetch", "max(exec, words × (1+ws)), +ws refill"),
-    ]
-
-
-def iter_insns(cs_insns: Iterable) -> list[Insn]:
-    """Convert capstone instructions to :class:`Insn` (done once per block)."""
-    return [Insn(i.address, i.size, i.mnemonic, i.op_str) for i in cs_insns]

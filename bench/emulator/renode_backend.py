@@ -35,7 +35,9 @@ from typing import Any
 
 from .api import Emulator, EmulatorStats
 from .faults import EmulatorUnavailable, Fault, FaultKind
-from .machine import REPO_ROOT, MachineSpec
+from bench.board import REPO_ROOT
+
+from .machine import ARMV6M, MachineSpec
 from .serial_bridge import SerialBridge
 
 
@@ -55,7 +57,7 @@ def _free_port() -> int:
 
 def generate_resc(spec: MachineSpec, elf: Path, uart_port: int, platform: Path) -> str:
     """The Renode script for one run (kept small and readable: it is written to the run log)."""
-    mips = max(1, spec.hclk_hz // 1_000_000)
+    mips = max(1, spec.clock_hz // 1_000_000)
     lines = [
         ':name: potnn bench firmware',
         'using sysbus',
@@ -64,10 +66,10 @@ def generate_resc(spec: MachineSpec, elf: Path, uart_port: int, platform: Path) 
         f'sysbus LoadELF @{elf}',
         f'cpu PerformanceInMips {mips}',
     ]
-    if spec.arch == "armv6m":
-        lines.append(f'cpu VectorTableOffset {spec.flash_base:#x}')
+    if spec.arch == ARMV6M:
+        lines.append(f'cpu VectorTableOffset {spec.flash_origin:#x}')
     else:
-        lines.append(f'cpu PC {spec.reset_pc or 0:#x}')
+        lines.append(f'cpu PC {spec.flash_origin:#x}')
     lines += [
         f'emulation CreateServerSocketTerminal {uart_port} "uart" false',
         'connector Connect sysbus.usart1 uart',
@@ -188,7 +190,7 @@ class RenodeEmulator(Emulator):
     def stats(self) -> EmulatorStats:
         wall = time.perf_counter() - self._t0
         return EmulatorStats(backend=self.backend, instructions=0, cycles=0, blocks=0, wall_s=wall,
-                             instr_per_s=0.0, hclk_hz=self.spec.hclk_hz, wait_states=0, stack_bytes=None,
+                             instr_per_s=0.0, hclk_hz=self.spec.clock_hz, wait_states=0, stack_bytes=None,
                              stack_top=None, stack_limit=None, uart_tx_bytes=self.bridge.bytes_to_host,
                              uart_rx_bytes=self.bridge.bytes_from_host, counter_reads=0, accelerated=False)
 

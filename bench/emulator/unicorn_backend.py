@@ -1,12 +1,13 @@
 """The default backend: the firmware ELF on Unicorn, with a cycle model and strict memory map.
 
 How a run goes:
-1. The ELF's load segments are written into a flash buffer the size of the chip's flash, mapped
-   at 0x08000000 and at its boot alias (both views share one host buffer, as on the chip).
+1. The ELF's load segments are written into a flash buffer the size of the board's flash,
+   mapped at its link address and at every alias (all views share one host buffer, as on the chip).
    SRAM is mapped with the chip's exact size; where Unicorn's page size is larger than the
    SRAM (RISC-V: 4 KB pages, 2 KB SRAM) the rest of the page faults through a hook.
    Peripheral pages are MMIO-mapped and decoded by ``peripherals.Bus``; unknown registers fault.
-2. A core thread resets the CPU (CH32V003: PC=0; PY32F003: SP and PC from the vector table)
+2. A core thread resets the CPU (RV32EC: PC at the start of flash; ARMv6-M: SP and PC from
+   the vector table there)
    and runs until a fault, a hang, or :meth:`close`.
 3. Every basic block is costed once (capstone + ``cycles``), the per-block counting runs in C
    (``blockhook``), and the counters give the modelled cycle count returned by SysTick reads.
@@ -37,9 +38,11 @@ from unicorn import arm_const, riscv_const
 from . import blockhook
 from .api import Emulator, EmulatorStats
 from .cycles import BlockCost, Insn, get_model
-from .elfimage import EM_ARM, EM_RISCV, ElfImage
+from bench.elf import EM_ARM, EM_RISCV
+
+from .elfimage import ElfImage
 from .faults import ElfLoadError, Fault, FaultKind
-from .machine import MachineSpec
+from .machine import RV32EC, MachineSpec
 from .peripherals import Bus, UnmodelledAccess, build_peripherals
 from .serial_bridge import SerialBridge
 
@@ -72,15 +75,15 @@ class UnicornEmulator(Emulator):
             raise TypeError(f"unknown emulator option(s): {', '.join(sorted(unknown))}")
         self.spec = spec
         self.image = ElfImage(elf)
-        want = EM_RISCV if spec.arch == "riscv32" else EM_ARM
+        want = EM_RISCV if spec.arch == RV32EC else EM_ARM
         if self.image.machine != want:
             raise ElfLoadError(f"{self.image.path.name} is {self.image.machine}, but {spec.chip} needs {want}")
         self.image.check_fits(spec.flash_regions)
-        self.model = get_model(spec.cpu)
+        self.model = get_model(spec.core)
         self.hang_instructions = int(hang_instructions or spec.hang_instructions)
         self.rx_wait_s = rx_wait_s
         # Enough empty polls for the firmware's partial-frame timeout (clock/8/50) to expire.
-        self.idle_polls = idle_polls if idle_polls is not None else spec.hclk_hz // 8 // 50 * 5 // 4
+        self.idle_polls = idle_polls if idle_polls is not None else spec.clock_hz // 8 // 50 * 5 // 4
         self._ram_fill = ram_fill
         self._accelerate = accelerate
         self._ws = 0
@@ -93,7 +96,7 @@ class UnicornEmulator(Emulator):
         self._thread: threading.Thread | None = None
         fault_sym = self.image.symbol(spec.fault_symbol) if spec.fault_symbol else None
         self._fault_addr = (fault_sym & ~1) if fault_sym is not None else None
-        self.stack_limit = stack_limit if stack_limit is not None else self.image.static_ram_end(spec.ram_base, spec.ram_size)
+        self.stack_limit = stack_limit if stack_limit is not None else self.image.static_ram_end(spec.ram_origin, spec.ram_size)
         self.bridge = SerialBridge(port=port)
         self.url = self.bridge.url
         try:
@@ -107,7 +110,7 @@ class UnicornEmulator(Emulator):
     # ================================================================== construction
     def _build(self) -> None:
         spec = self.spec
-        if spec.arch == "riscv32":
+        if spec.arch == RV32EC:
             self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
             self.cs = Cs(CS_ARCH_RISCV, CS_MODE_RISCV32 | CS_MODE_RISCVC)
             self._pc_reg, self._sp_reg = riscv_const.UC_RISCV_REG_PC, riscv_const.UC_RISCV_REG_SP
@@ -128,15 +131,15 @@ class UnicornEmulator(Emulator):
         for base, size in spec.flash_regions:
             uc.mem_map_ptr(base, size, UC_PROT_READ | UC_PROT_EXEC, ctypes.addressof(self._flash))
         for chunk in self.image.chunks:
-            off = self._flash_offset(chunk.address)
+            off = self._flash_offset(chunk.load_address)
             ctypes.memmove(ctypes.addressof(self._flash) + off, chunk.data, len(chunk.data))
         # SRAM: exactly its size; a page rounding remainder faults through a hook.
         mapped = (spec.ram_size + page - 1) // page * page
-        uc.mem_map(spec.ram_base, mapped, UC_PROT_ALL)
-        uc.mem_write(spec.ram_base, bytes([self._ram_fill]) * spec.ram_size)
-        self._ram_end = spec.ram_base + spec.ram_size
+        uc.mem_map(spec.ram_origin, mapped, UC_PROT_ALL)
+        uc.mem_write(spec.ram_origin, bytes([self._ram_fill]) * spec.ram_size)
+        self._ram_end = spec.ram_origin + spec.ram_size
         # Peripherals.
-        self.bus = Bus(build_peripherals(spec.chip, self, spec.peripherals, spec.regions))
+        self.bus = Bus(build_peripherals(spec.chip, self, spec.peripherals, spec.regions), self, spec.counter_address)
         pages = self.bus.pages(page)
         for p in pages:
             uc.mmio_map(p, page, self._mmio_read, p, self._mmio_write, p)
@@ -146,19 +149,19 @@ class UnicornEmulator(Emulator):
         self.counter.install([(b, b + s - 1) for b, s in spec.flash_regions])
         self.counter.set_data_penalty(self.model.data_read_penalty(self._ws))
         # Precise PC in peripheral callbacks needs a memory hook on those addresses.
-        self.counter.install_checked([(p, p + page - 1) for p in pages] + [(spec.ram_base, self._ram_end - 1)])
+        self.counter.install_checked([(p, p + page - 1) for p in pages] + [(spec.ram_origin, self._ram_end - 1)])
         if mapped > spec.ram_size:
-            uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_ram_tail, None, self._ram_end, spec.ram_base + mapped - 1)
+            uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_ram_tail, None, self._ram_end, spec.ram_origin + mapped - 1)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         uc.hook_add(UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_FETCH_PROT, self._on_prot)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         # Reset state.
-        if spec.arch == "riscv32":
-            self._reset_pc = spec.reset_pc if spec.reset_pc is not None else self.image.entry
+        if spec.arch == RV32EC:  # execution starts at the first word of flash
+            self._reset_pc = spec.flash_origin
             top = next((self.image.symbol(s) for s in _STACK_TOP_SYMBOLS if self.image.symbol(s) is not None), None)
             self.stack_top = top if top is not None else self._ram_end
         else:
-            vec = spec.flash_base
+            vec = spec.flash_origin  # the vector table: initial SP, reset vector
             sp = int.from_bytes(uc.mem_read(vec, 4), "little")
             pc = int.from_bytes(uc.mem_read(vec + 4, 4), "little")
             uc.reg_write(self._sp_reg, sp)
@@ -280,8 +283,8 @@ class UnicornEmulator(Emulator):
 
     def _classify(self, address: int, write: bool) -> FaultKind:
         sp = self.uc.reg_read(self._sp_reg)
-        below_ram = self.spec.ram_base - 0x10000 <= address < self.spec.ram_base
-        if sp < self.spec.ram_base + 64 and (below_ram or sp <= address < sp + 0x400):
+        below_ram = self.spec.ram_origin - 0x10000 <= address < self.spec.ram_origin
+        if sp < self.spec.ram_origin + 64 and (below_ram or sp <= address < sp + 0x400):
             return FaultKind.STACK_OVERFLOW
         return FaultKind.UNMAPPED_WRITE if write else FaultKind.UNMAPPED_READ
 
@@ -301,15 +304,15 @@ class UnicornEmulator(Emulator):
         if kind != FaultKind.STACK_OVERFLOW and _peripheral_space(address):
             kind = FaultKind.UNMODELLED_PERIPHERAL
             msg = (f"{size}-byte {what} 0x{address:08x}: a peripheral the emulator does not model "
-                   f"(add a model in bench/emulator/peripherals.py and list it in the board's "
-                   f"[emulator.peripherals])")
+                   f"(add a model in bench/emulator/peripherals/ and list it in the board's "
+                   f"[peripherals])")
         if kind == FaultKind.STACK_OVERFLOW:
-            msg = f"the stack grew below SRAM (0x{self.spec.ram_base:08x}); {what} 0x{address:08x}"
+            msg = f"the stack grew below SRAM (0x{self.spec.ram_origin:08x}); {what} 0x{address:08x}"
         self._set_fault(kind, pc=pc, addr=address, message=msg)
         return False
 
     def _ram_overflow_text(self) -> str:
-        static = self.stack_limit - self.spec.ram_base
+        static = self.stack_limit - self.spec.ram_origin
         return (f".data + .bss end at 0x{self.stack_limit:08x}: {static} bytes of static RAM do not fit the "
                 f"{self.spec.ram_size}-byte SRAM (built without the RAM budget check?)")
 
@@ -337,7 +340,7 @@ class UnicornEmulator(Emulator):
 
     def _on_intr(self, uc: Uc, intno: int, _ud: Any) -> None:
         pc = self._pc()
-        if self.spec.arch == "riscv32":
+        if self.spec.arch == RV32EC:
             names = {0: "instruction address misaligned", 1: "instruction access fault", 2: "illegal instruction",
                      3: "breakpoint (ebreak)", 4: "load address misaligned", 5: "load access fault",
                      6: "store address misaligned", 7: "store access fault", 11: "environment call (ecall)"}
@@ -384,13 +387,13 @@ class UnicornEmulator(Emulator):
         """Flash addresses seen through an alias, mapped to the link address."""
         for base, size in self.spec.flash_regions:
             if base <= addr < base + size:
-                return addr - base + self.spec.flash_base
+                return addr - base + self.spec.flash_origin
         return addr
 
     def _trap_details(self) -> str:
         text = f"the firmware entered its trap handler {self.spec.fault_symbol}"
         try:
-            if self.spec.arch == "riscv32":
+            if self.spec.arch == RV32EC:
                 cause = self.uc.reg_read(riscv_const.UC_RISCV_REG_MCAUSE)
                 epc = self.uc.reg_read(riscv_const.UC_RISCV_REG_MEPC)
                 tval = self.uc.reg_read(riscv_const.UC_RISCV_REG_MTVAL)
@@ -488,7 +491,7 @@ class UnicornEmulator(Emulator):
         instrs = int(st.instrs)
         sp_min = int(st.sp_min)
         rcc = self.bus.by_name("RCC")
-        hclk = rcc.hclk_hz() if rcc is not None and hasattr(rcc, "hclk_hz") else self.spec.hclk_hz
+        hclk = rcc.hclk_hz() if rcc is not None and hasattr(rcc, "hclk_hz") else self.spec.clock_hz
         usart = self.bus.by_name("USART1")
         return EmulatorStats(
             backend=self.backend, instructions=instrs, cycles=int(st.cycles), blocks=int(st.blocks),

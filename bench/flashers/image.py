@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import write_bytes
+from bench.elf import ElfReadError, read_elf
 from bench.flashers.base import FlashError
 
 ERASED = 0xFF
@@ -27,35 +29,34 @@ class FlashImage:
         return len(self.data)
 
     @classmethod
-    def from_elf(cls, elf: Path, flash_base: int, flash_size: int | None = None,
+    def from_elf(cls, elf: Path, flash_load: int, flash_size: int | None = None,
                  alias_base: int | None = 0) -> "FlashImage":
-        """Flatten PT_LOAD segments that land in flash; ``alias_base`` maps an alias (CH32V003: 0)."""
+        """Flatten PT_LOAD segments that land in flash at ``flash_load``, where the flasher writes.
+
+        ``alias_base`` is the link address when the image is linked at an alias of that flash
+        (CH32V003: linked at 0, written at 0x08000000); its segments are moved to ``flash_load``.
+        """
+        limit = flash_load + (flash_size if flash_size is not None else 1 << 30)
         try:
-            from elftools.elf.elffile import ELFFile
-        except ImportError as e:  # pyelftools is a declared dependency; say so if it is absent
-            raise FlashError("pyelftools is needed to read the firmware ELF (pip install pyelftools)") from e
-        limit = flash_base + (flash_size if flash_size is not None else 1 << 30)
-        chunks: list[tuple[int, bytes]] = []
-        try:
-            with open(elf, "rb") as f:
-                ef = ELFFile(f)
-                for seg in ef.iter_segments():
-                    if seg["p_type"] != "PT_LOAD" or seg["p_filesz"] == 0:
-                        continue
-                    addr = int(seg["p_paddr"])
-                    if alias_base is not None and alias_base <= addr < flash_base:
-                        addr += flash_base - alias_base
-                    if not flash_base <= addr < limit:
-                        continue  # RAM-only segment (e.g. .bss has no file bytes anyway)
-                    chunks.append((addr, seg.data()[: seg["p_filesz"]]))
+            segments = read_elf(elf).segments
         except FileNotFoundError:
             raise FlashError(f"firmware image {elf} not found") from None
-        except Exception as e:  # pyelftools raises its own ELFError and struct errors
-            if isinstance(e, FlashError):
-                raise
-            raise FlashError(f"{elf}: not a readable ELF ({type(e).__name__}: {e})") from None
+        except ElfReadError as e:
+            raise FlashError(str(e)) from None
+        except OSError as e:
+            raise FlashError(f"{elf}: cannot read the firmware image ({e.strerror})") from None
+        chunks: list[tuple[int, bytes]] = []
+        for seg in segments:
+            if not seg.data:
+                continue
+            addr = seg.load_address
+            if alias_base is not None and alias_base <= addr < flash_load:
+                addr += flash_load - alias_base
+            if not flash_load <= addr < limit:
+                continue  # RAM-only segment (e.g. .bss has no file bytes anyway)
+            chunks.append((addr, seg.data))
         if not chunks:
-            raise FlashError(f"{elf}: no loadable bytes in flash at 0x{flash_base:08x}")
+            raise FlashError(f"{elf}: no loadable bytes in flash at 0x{flash_load:08x}")
         chunks.sort()
         start = chunks[0][0]
         end = max(a + len(d) for a, d in chunks)
@@ -67,7 +68,7 @@ class FlashImage:
         return cls(start, bytes(buf))
 
     def write_bin(self, path: Path) -> Path:
-        Path(path).write_bytes(self.data)
+        write_bytes(path, self.data)
         return Path(path)
 
     def compare(self, readback: bytes) -> int | None:

@@ -36,13 +36,13 @@ class PyOCDFlasher(Flasher):
     probe_kind = "CMSIS-DAP/ST-Link probe"
 
     def __init__(self, target: str = "py32f003x4", pack: str | Path | None = None,
-                 flash_base: int = 0x0800_0000, flash_size: int | None = None,
+                 flash_load: int = 0x0800_0000, flash_size: int | None = None,
                  frequency_hz: int | None = None, unique_id: str | None = None,
                  alias_base: int | None = None, **_: object) -> None:
         self.target = target
         self.alias_base = alias_base
         self.pack = Path(pack) if pack else None
-        self.flash_base = flash_base
+        self.flash_load = flash_load
         self.flash_size = flash_size
         self.frequency_hz = frequency_hz
         self.unique_id = unique_id
@@ -97,7 +97,7 @@ class PyOCDFlasher(Flasher):
     def flash(self, image: Path, probe: Probe | None = None) -> FlashReport:
         self.check_target()
         probe = probe or self.find_probe()
-        img = FlashImage.from_elf(Path(image), self.flash_base, self.flash_size, self.alias_base)
+        img = FlashImage.from_elf(Path(image), self.flash_load, self.flash_size, self.alias_base)
         helper = _pyocd()
         from pyocd.flash.file_programmer import FileProgrammer
 

@@ -40,12 +40,12 @@ class WlinkFlasher(Flasher):
     name = "wlink"
     probe_kind = "WCH-LinkE probe"
 
-    def __init__(self, chip: str = "ch32v003", flash_base: int = 0x0800_0000,
+    def __init__(self, chip: str = "ch32v003", flash_load: int = 0x0800_0000,
                  flash_size: int | None = None, executable: str = "wlink",
                  timeout_s: float = 60.0, alias_base: int | None = 0, **_: object) -> None:
         self.chip = chip.lower()
         self.alias_base = alias_base
-        self.flash_base = flash_base
+        self.flash_load = flash_load
         self.flash_size = flash_size
         self.executable = executable
         self.timeout_s = timeout_s
@@ -92,7 +92,7 @@ class WlinkFlasher(Flasher):
     # -- flash ------------------------------------------------------------------------------
     def flash(self, image: Path, probe: Probe | None = None) -> FlashReport:
         probe = probe or self.find_probe()
-        img = FlashImage.from_elf(Path(image), self.flash_base, self.flash_size, self.alias_base)
+        img = FlashImage.from_elf(Path(image), self.flash_load, self.flash_size, self.alias_base)
         log: list[str] = []
         with tempfile.TemporaryDirectory(prefix="potnn-wlink-") as tmp:
             binfile = img.write_bin(Path(tmp) / "image.bin")

@@ -1,7 +1,7 @@
 /*
  * fuzz_protocol.c - coverage-guided fuzzing of the bench request loop (app.c + protocol.c).
  *
- * Build (bench/fuzz.py build_libfuzzer does this):
+ * Build (bench/fuzz_coverage.py build_libfuzzer does this):
  *   clang -fsanitize=fuzzer,address,undefined -Ifirmware -Ifirmware/fuzz \
  *         -DBENCH_INPUT_SIZE=256 -DBENCH_NUM_CLASSES=10 -DBENCH_MODEL_HASH=0x12345678u \
  *         -DBENCH_BOARD=fuzz fuzz_protocol.c ../app.c ../protocol.c

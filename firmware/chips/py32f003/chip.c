@@ -1,64 +1,18 @@
 /*
  * chips/py32f003/chip.c - Puya PY32F003: vector table, clock, USART1, SysTick.
  *
- * Register facts from the PY32F003 reference manual / datasheet:
- *   RCC    0x40021000  CR +0x00 (HSION b8, HSIRDY b10)
- *                      ICSCR +0x04 (HSI_TRIM[12:0], HSI_FS[15:13]: 4 = 24 MHz)
- *                      CFGR +0x08 (SW[2:0], SWS[5:3], HPRE[11:8], PPRE[14:12])
- *                      IOPENR +0x34 (GPIOAEN b0), APBENR2 +0x40 (USART1EN b14)
- *   FLASH  0x40022000  ACR +0x00 (LATENCY b0: 1 wait state above 24 MHz)
- *   GPIOA  0x50000000  MODER +0x00, PUPDR +0x0C, AFRL +0x20; USART1 = AF1 on PA2 (TX), PA3 (RX)
- *   USART1 0x40013800  SR +0x00 (RXNE b5, TXE b7), DR +0x04, BRR +0x08, CR1 +0x0C (RE b2,
- *                      TE b3, UE b13)
- *   HSI 24 MHz factory trim: system memory word 0x1FFF0F10, bits [12:0].
- * Clock: the datasheet's maximum is 32 MHz, reachable only from an external 32 MHz crystal
- * (HSE); the PY32F003 has no PLL.  Boards without a crystal run at the fastest internal
- * setting, HSI 24 MHz, with 0 flash wait states.  That is what this port implements.
- * No interrupts are enabled; every exception vector is bench_fault, a tight loop.
+ * Registers: regs.h.  Clock: the datasheet's maximum is 32 MHz, reachable only from an
+ * external 32 MHz crystal (HSE); the PY32F003 has no PLL.  Boards without a crystal run at
+ * the fastest internal setting, HSI 24 MHz, with 0 flash wait states.  That is what this port
+ * implements.  No interrupts are enabled; every exception vector is bench_fault, a tight loop.
  */
 #include <stdint.h>
 
 #include "port.h"
+#include "regs.h"
 
-#define REG32(addr) (*(volatile uint32_t *)(addr))
-
-#define RCC_CR          REG32(0x40021000u)
-#define RCC_ICSCR       REG32(0x40021004u)
-#define RCC_CFGR        REG32(0x40021008u)
-#define RCC_IOPENR      REG32(0x40021034u)
-#define RCC_APBENR2     REG32(0x40021040u)
-#define FLASH_ACR       REG32(0x40022000u)
-#define GPIOA_MODER     REG32(0x50000000u)
-#define GPIOA_PUPDR     REG32(0x5000000Cu)
-#define GPIOA_AFRL      REG32(0x50000020u)
-#define USART1_SR       REG32(0x40013800u)
-#define USART1_DR       REG32(0x40013804u)
-#define USART1_BRR      REG32(0x40013808u)
-#define USART1_CR1      REG32(0x4001380Cu)
-#define SYST_CSR        REG32(0xE000E010u)
-#define SYST_RVR        REG32(0xE000E014u)
-#define SYST_CVR        REG32(0xE000E018u)
-#define HSI_TRIM_24MHZ  REG32(0x1FFF0F10u)
-
-#define RCC_HSIRDY      (1u << 10)
-#define RCC_HSI_FS_24   (4u << 13)
-#define RCC_ICSCR_HSI   0xFFFFu          /* HSI_FS + HSI_TRIM */
-#define RCC_CFGR_SW     0x7u
-#define RCC_CFGR_SWS    (0x7u << 3)
-#define RCC_CFGR_HPRE   (0xFu << 8)
-#define RCC_CFGR_PPRE   (0x7u << 12)
-#define RCC_GPIOAEN     (1u << 0)
-#define RCC_USART1EN    (1u << 14)
-#define USART_RXNE      (1u << 5)
-#define USART_TXE       (1u << 7)
-#define USART_RE        (1u << 2)
-#define USART_TE        (1u << 3)
-#define USART_UE        (1u << 13)
-#define SYST_ENABLE     (1u << 0)
-#define SYST_CLKSOURCE  (1u << 2)
-
-#if BENCH_UART_BASE != 0x40013800
-#error "chips/py32f003 drives USART1 (0x40013800) on PA2/PA3 only"
+#if BENCH_UART_BASE != USART1_BASE
+#error "chips/py32f003 drives USART1 on PA2/PA3 only"
 #endif
 #if BENCH_CLOCK_HZ != 24000000
 #error "chips/py32f003 supports HSI 24 MHz only (32 MHz needs a 32 MHz HSE crystal)"
