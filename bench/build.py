@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import os
 import json
 import re
 import shutil
@@ -25,9 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from intelhex import IntelHex
+from potnn.contract import model_hash
+
+from bench.atomic import atomic_open, write_text
 from bench.board import FIRMWARE_DIR, HOST_BOARD, REPO_ROOT, Board, load_board
 from bench.elfsize import ImageSize, measure
-from bench.model_header import HeaderError, HeaderInfo, model_hash, read_header
+from bench.exported import BenchModel, ModelFilesError, read_model
 from bench.toolchain import KINDS, find_toolchain, host_toolchain
 
 __all__ = ["BuildError", "BudgetError", "BuildResult", "HostBuild", "build", "build_host",
@@ -132,7 +135,7 @@ class HostBuild:
     toolchain: str
 
 
-def _defines(board_name: str, info: HeaderInfo, clock_hz: int, uart_base: int, baud: int,
+def _defines(board_name: str, info: BenchModel, clock_hz: int, uart_base: int, baud: int,
              stack: int) -> list[str]:
     return [f"-DBENCH_BOARD={board_name}", f"-DBENCH_CLOCK_HZ={clock_hz}",
             f"-DBENCH_UART_BASE={uart_base:#x}", f"-DBENCH_UART_BAUD={baud}",
@@ -188,23 +191,6 @@ def _first_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else f"exit status {proc.returncode}"
 
 
-def _write_hex(path: Path, address: int, data: bytes) -> None:
-    """Intel HEX: 16-byte data records, extended linear address records, end-of-file record."""
-    def record(kind: int, addr16: int, payload: bytes) -> str:
-        body = bytes([len(payload), addr16 >> 8, addr16 & 0xFF, kind]) + payload
-        return ":" + (body + bytes([(-sum(body)) & 0xFF])).hex().upper() + "\n"
-
-    lines, upper = [], None
-    for off in range(0, len(data), 16):
-        a = address + off
-        if a >> 16 != upper:
-            upper = a >> 16
-            lines.append(record(4, 0, upper.to_bytes(2, "big")))
-        lines.append(record(0, a & 0xFFFF, data[off: off + 16]))
-    lines.append(record(1, 0, b""))
-    path.write_text("".join(lines))
-
-
 def _write_images(board: Board, elf: Path) -> tuple[Path, Path]:
     """BIN and HEX of the flash contents at the flasher's address (the same bytes the flashers write)."""
     from bench.flashers.base import FlashError
@@ -217,11 +203,14 @@ def _write_images(board: Board, elf: Path) -> tuple[Path, Path]:
         raise BuildError(str(e)) from None
     bin_path, hex_path = elf.with_suffix(".bin"), elf.with_suffix(".hex")
     image.write_bin(bin_path)
-    _write_hex(hex_path, image.address, image.data)
+    hex_image = IntelHex()
+    hex_image.frombytes(image.data, offset=image.address)
+    with atomic_open(hex_path, "w") as f:
+        hex_image.write_hex_file(f, byte_count=16)
     return bin_path, hex_path
 
 
-def default_out_dir(board: str, kind: str, opt: str, info: HeaderInfo) -> Path:
+def default_out_dir(board: str, kind: str, opt: str, info: BenchModel) -> Path:
     return BUILD_ROOT / f"{board}-{kind}-{opt}-{info.hash_hex}"
 
 
@@ -239,8 +228,8 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
     if opt not in OPT_LEVELS:
         raise BuildError(f"unknown optimisation level {opt!r}; choose one of {', '.join(OPT_LEVELS)}")
     try:
-        info = read_header(header)
-    except HeaderError as e:
+        info = read_model(header)
+    except ModelFilesError as e:
         raise BuildError(str(e)) from None
     tc = find_toolchain(b, toolchain)
     out = Path(out_dir) if out_dir is not None else default_out_dir(b.name, tc.kind, opt, info)
@@ -253,7 +242,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
     with _build_lock(out):
         fingerprint = _fingerprint(str(BUILD_FORMAT), _firmware_sources_digest(),
                                    json.dumps(b.raw, sort_keys=True, default=str),
-                                   info.path.read_bytes(), " ".join(tc.cc), tc.version, opt,
+                                   info.header.read_bytes(), " ".join(tc.cc), tc.version, opt,
                                    str(check_ram))
         if not force and build_json.exists() and elf.exists():
             try:
@@ -265,7 +254,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
 
         for stale in ("firmware.elf", "firmware.bin", "firmware.hex", "build.json", "probe.elf"):
             (out / stale).unlink(missing_ok=True)     # a failed build must not leave an old image behind
-        shutil.copyfile(info.path, out / "potnn_model.h")
+        shutil.copyfile(info.header, out / "potnn_model.h")
         log = out / "build.log"
         log.write_text("")
         chip_dir = FIRMWARE_DIR / "chips" / b.chip
@@ -298,7 +287,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
 
         result = BuildResult(
             board=b.name, toolchain=tc.describe(opt), toolchain_kind=tc.kind, toolchain_version=tc.version,
-            opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.path.resolve(),
+            opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.header.resolve(),
             model_hash=info.hash, input_size=info.input_size, num_classes=info.num_classes,
             flash_bytes=size.flash_bytes, flash_budget=b.flash_size,
             ram_bytes=size.static_ram_bytes + b.stack_reserve, ram_budget=b.ram_size,
@@ -309,7 +298,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
             ram_checked=check_ram)
         record = result.to_json()
         record["fingerprint"] = fingerprint
-        _write_atomic(build_json, json.dumps(record, indent=2) + "\n")
+        write_text(build_json, json.dumps(record, indent=2) + "\n")   # a killed build leaves no half file
         return result
 
 
@@ -329,13 +318,6 @@ def _build_lock(out: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """A killed build must not leave a half-written build.json that a later build trusts."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _result_from_json(d: dict[str, Any], cached: bool) -> BuildResult:
     fields = {k: d[k] for k in BuildResult.__dataclass_fields__ if k in d and k != "cached"}
     for key in ("elf", "bin", "hex", "build_json", "header"):
@@ -347,13 +329,13 @@ def build_host(header: str | Path, out_dir: str | Path | None = None, *,
                sanitize: bool = False) -> HostBuild:
     """The same application for this computer; its UART is a pty (chips/host/chip.c)."""
     try:
-        info = read_header(header)
-    except HeaderError as e:
+        info = read_model(header)
+    except ModelFilesError as e:
         raise BuildError(str(e)) from None
     tc = host_toolchain()
     out = Path(out_dir) if out_dir is not None else BUILD_ROOT / f"host-{info.hash_hex}{'-san' if sanitize else ''}"
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(info.path, out / "potnn_model.h")
+    shutil.copyfile(info.header, out / "potnn_model.h")
     chip_dir = FIRMWARE_DIR / "chips" / "host"
     exe = out / "bench-host"
     log = out / "build.log"
@@ -365,7 +347,7 @@ def build_host(header: str | Path, out_dir: str | Path | None = None, *,
     proc = _run(argv, log)
     if proc.returncode != 0:
         raise BuildError(f"host build failed ({_first_error(proc)}); full log: {log}")
-    return HostBuild(exe=exe, header=info.path.resolve(), model_hash=info.hash, input_size=info.input_size,
+    return HostBuild(exe=exe, header=info.header.resolve(), model_hash=info.hash, input_size=info.input_size,
                      num_classes=info.num_classes, toolchain=tc.describe("O2"))
 
 

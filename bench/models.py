@@ -7,7 +7,7 @@ nightly job needs the list of models to measure on every board. The shipped mode
 "no model" with a clear message rather than a made-up model.
 
 A zoo entry registers itself with ``register(ModelEntry(...))``; ``header_path`` points at the
-exported ``.h`` (its reference logits sit next to it, see ``bench.reference``); ``figures`` holds
+exported ``.h`` (its bundle ``.potnn`` sits beside it, see ``bench.exported``); ``figures`` holds
 the published numbers for the model (e.g. ``{"accuracy": 0.9886, "params": 12000}``) the report
 can show beside the measured ones; ``boards`` lists the boards it fits (empty: all).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class ModelNotFound(LookupError):
@@ -32,8 +32,6 @@ class ModelEntry:
     figures: dict[str, Any] = field(default_factory=dict)
     boards: tuple[str, ...] = ()
     default_for: tuple[str, ...] = ()
-    #: Rebuilds the trained potnn model (for reference logits when no .ref.npz ships).
-    load: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
     def fits(self, board: str) -> bool:
         return not self.boards or board in self.boards
@@ -57,7 +55,7 @@ _zoo_loaded = False
 
 
 def _load_zoo() -> None:
-    """Register the trained models of ``potnn.zoo`` (issue 6) once; an absent zoo is an empty one."""
+    """Register the trained models of ``potnn.zoo`` once; an absent zoo is an empty one."""
     global _zoo_loaded
     if _zoo_loaded:
         return
@@ -77,8 +75,7 @@ def _load_zoo() -> None:
         register(ModelEntry(
             name=m.name, header_path=Path(m.header), description=str(getattr(recipe, "description", "")),
             figures=figures, boards=tuple(getattr(recipe, "boards", ()) or ()),
-            default_for=tuple(getattr(recipe, "default_for", ()) or ()),
-            load=(lambda name=m.name: zoo.load(name))))
+            default_for=tuple(getattr(recipe, "default_for", ()) or ())))
 
 
 def list_models(board: str | None = None) -> list[ModelEntry]:
@@ -162,7 +159,7 @@ def describe_figures(meta: dict[str, Any]) -> list[str]:
     if "integer_accuracy" in meta:
         lines.append(f"integer reference {100 * float(meta['integer_accuracy']):.2f} % on "
                      f"{meta.get('test_images', '?')} "
-                     f"MNIST test images; trained in {meta.get('train_seconds', '?')} s "
+                     f"{meta.get('dataset', 'MNIST')} test inputs; trained in {meta.get('train_seconds', '?')} s "
                      f"({meta.get('threads', '?')} thread(s), python -m potnn.zoo.train {meta.get('name', 'NAME')})")
     for board, f in sorted(dict(meta.get("on_board", {})).items()):
         lines.append(f"{board:<9} {100 * f['accuracy']:.2f} %, {f['mismatches']} mismatches, "

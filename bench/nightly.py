@@ -1,8 +1,9 @@
 """``potnn-bench nightly``: every board x every zoo model, full test set, then the report.
 
 For each pair it builds the firmware, flashes the board when its probe is attached (else runs
-the emulator, see ``bench.flash``), streams the whole MNIST test set (``bench.run``), and at the
-end writes the report with the regression gate (``bench.report``).
+the emulator, see ``bench.placement``), streams the test split of the dataset each model's manifest
+names, or ``--data`` for every model (``bench.run``), and at the end writes the report with the
+regression gate (``bench.report``).
 
 Why it keeps going after a failure: one broken board or model must not hide the figures of all
 the others; every failure is listed at the end in one line each, and the exit status says the
@@ -18,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from bench import models as zoo
 from bench import report as report_mod
+from bench.board import list_boards
+from bench.build import BudgetError
+from bench.options import (build_options, data_options, placement_options, results_options, stream_options,
+                           threshold_options)
+from bench.report.regression import thresholds_from
+from bench.run import RunOptions, execute
 
 
 @dataclass
@@ -42,9 +50,6 @@ class JobResult:
 
 def plan_jobs(boards: list[str] | None, models: list[str] | None) -> list[Job]:
     """Board x model pairs; ``models`` may name zoo models or header files."""
-    from bench.board import list_boards
-    from bench.models import list_models
-
     board_names = boards or list_boards()
     jobs: list[Job] = []
     for b in board_names:
@@ -56,21 +61,18 @@ def plan_jobs(boards: list[str] | None, models: list[str] | None) -> list[Job]:
                 else:
                     jobs.append(Job(b, model=m))
         else:
-            jobs.extend(Job(b, model=e.name) for e in list_models(b))
+            jobs.extend(Job(b, model=e.name) for e in zoo.list_models(b))
     return jobs
 
 
 def run_jobs(jobs: list[Job], args: argparse.Namespace,
              say: Callable[[str], None]) -> list[JobResult]:
-    from bench.build import BudgetError
-    from bench.run import RunOptions, execute
-
     out: list[JobResult] = []
     for i, job in enumerate(jobs, 1):
         say(f"[{i}/{len(jobs)}] {job.label}")
         opts = RunOptions(board=job.board, header=job.header, model=job.model, emulator=args.emulator,
                           pack=args.pack, limit=args.limit, results=args.results, opt=args.opt,
-                          toolchain=args.toolchain, timeout=args.timeout, no_reference=args.no_reference)
+                          toolchain=args.toolchain, timeout=args.timeout, data=args.data)
         try:
             res = execute(opts, say=say)
         except BudgetError as e:
@@ -91,23 +93,14 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace,
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from bench.run import add_build_options
-
     p = subparsers.add_parser("nightly", help="every board x zoo model on the full test set, then the report",
-                              description=__doc__.split("\n\n")[0])
+                              description=__doc__.split("\n\n")[0],
+                              parents=[data_options(), placement_options(), stream_options(), results_options(),
+                                       build_options(build_dir=False), threshold_options()])
     p.add_argument("--boards", nargs="+", metavar="BOARD", help="boards (default: every board file)")
     p.add_argument("--models", nargs="+", metavar="MODEL",
                    help="zoo model names or header files (default: every zoo model that fits the board)")
-    p.add_argument("--emulator", choices=("auto", "unicorn", "renode", "none"), default="auto",
-                   help="auto: boards with a probe run on hardware, the others on their emulator")
-    p.add_argument("--pack", type=Path, help="CMSIS pack file for pyOCD targets")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images (default: all)")
-    p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--out", type=Path, default=None, help="report HTML (default RESULTS/report.html)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per answer (default 10)")
-    p.add_argument("--no-reference", action="store_true", help="run models without reference logits")
-    add_build_options(p)
-    report_mod.add_threshold_options(p)
     p.set_defaults(func=main)
     return p
 
@@ -123,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     results = run_jobs(jobs, args, say)
     try:
-        rep = report_mod.make_report(args.results, args.out, report_mod.thresholds_from(args))
+        rep = report_mod.make_report(args.results, args.out, thresholds_from(args))
     except Exception as e:  # a corrupt old run: still list tonight's outcomes below
         rep = None
         say(f"report failed: {e}")

@@ -22,8 +22,9 @@ def _fmt_eta(seconds: float) -> str:
 class Progress:
     def __init__(self, total: int, done: int = 0, correct: int = 0, mismatches: int = 0,
                  stream: TextIO | None = None, width: int = 24, min_interval_s: float = 0.1,
-                 log_every_s: float = 10.0, label: str = "") -> None:
+                 log_every_s: float = 10.0, label: str = "", labeled: bool = True) -> None:
         self.total = total
+        self.labeled = labeled      # without labels there is no accuracy to show, only mismatches
         self.done = done
         self.correct = correct
         self.mismatches = mismatches
@@ -53,11 +54,11 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        acc = 100.0 * self.correct / self.done if self.done else 0.0
+        acc = f" acc {100.0 * self.correct / self.done if self.done else 0.0:.2f}%" if self.labeled else ""
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         mm = f" mism {self.mismatches}" if self.mismatches else ""
         label = f"{self.label} " if self.label else ""
-        return (f"{label}[{bar}] {self.done}/{self.total} acc {acc:.2f}%{mm} "
+        return (f"{label}[{bar}] {self.done}/{self.total}{acc}{mm} "
                 f"{rate:.1f} img/s eta {_fmt_eta(eta)}")
 
     def _draw(self, now: float) -> None:

@@ -11,6 +11,7 @@ exception ("board stopped answering"), not a hang, whatever timeout the port was
 
 from __future__ import annotations
 
+import binascii
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -70,12 +71,9 @@ class NakError(ProtocolError):
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: polynomial 0x1021, initial 0xFFFF, no reflection, no final xor."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF, no reflection, no final xor):
+    the standard library's CRC-CCITT (XModem) started at 0xFFFF instead of 0."""
+    return binascii.crc_hqx(data, crc)
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,13 @@ def encode_frame(frame_type: int, payload: bytes = b"", version: int = VERSION) 
 
 
 class FrameDecoder:
-    """Byte-at-a-time frame parser: the same state machine as firmware/protocol.c."""
+    """Byte-at-a-time frame parser: the same state machine as firmware/protocol.c.
+
+    The one decoder of the host side: ``BenchClient`` reads answers with it, and the fuzzer's
+    firmware model (``bench.fuzz.oracle``) runs it with the firmware's capacity to predict what
+    the firmware makes of every byte. ``dropped`` counts the bytes skipped while hunting for a
+    frame, as the firmware's ``rx_dropped`` does.
+    """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD):
         self.max_payload = max_payload
@@ -123,12 +127,13 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Frame | BadFrame]:
         out: list[Frame | BadFrame] = []
         for byte in data:
-            event = self._feed_byte(byte)
+            event = self.feed_byte(byte)
             if event is not None:
                 out.append(event)
         return out
 
-    def _feed_byte(self, byte: int) -> Frame | BadFrame | None:
+    def feed_byte(self, byte: int) -> Frame | BadFrame | None:
+        """One byte in; the frame (or what was wrong with it) that this byte ends, if any."""
         if self._state == 0:
             if byte == SYNC[0]:
                 self._state = 1

@@ -1,135 +1,96 @@
-"""Reference logits: what ``potnn.simulate`` says the board must answer, image by image.
+"""Reference logits: what ``potnn.simulate`` of the model's bundle says the board must answer, input by input.
 
 Why the run needs them: accuracy alone cannot tell a correct port from one that is off by a
-rounding step on 0.3 % of images; comparing every logit with the integer reference can.
+rounding step on 0.3 % of inputs; comparing every logit with the integer reference can. They are
+computed from the bundle beside the header (NumPy only, no torch) for exactly the inputs a run
+streams, so any model runs on any data with nothing prepared beforehand.
 
-Where they come from, in order of preference:
-
-1. ``<header stem>.ref.npz`` next to the header (``model.h`` -> ``model.ref.npz``), written when
-   the model was exported (``write_reference``). Arrays:
-
-   - ``logits``: int32 [N, K], ``potnn.simulate`` of the MNIST 16x16 test set, in test-set order;
-   - ``images_sha256``: 0-d str, SHA-256 of the uint8 [N,1,16,16] C-contiguous image array the
-     logits were computed on, so logits computed on other images (another resize, another
-     split) are refused rather than silently compared.
-
-   A header alone on a board then carries everything a run needs, with no PyTorch.
-2. A potnn model object (``Reference.from_model``): logits computed now with ``potnn.simulate``.
-3. Any callable images -> logits, or an array (``Reference.from_callable`` / ``from_array``),
-   for tests and for headers that did not come from potnn.
+Why a cache: simulating 10,000 inputs takes a while, and a nightly job or a resumed run asks for
+the same logits again. Entries are keyed by the SHA-256 of the bundle and of the data, so a
+re-exported model or edited data never meets stale logits; they live in ``$POTNN_CACHE/reference``
+(default ``~/.cache/potnn/reference``), written atomically, and an unwritable cache only costs the
+time to compute them again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-
-class ReferenceError(Exception):
-    """The reference logits are missing or do not belong to these images; one-line message."""
-
-
-def images_sha256(images: np.ndarray) -> str:
-    """Digest of the exact pixels (dtype, shape and order fixed) the logits belong to."""
-    arr = np.ascontiguousarray(images, dtype=np.uint8)
-    h = hashlib.sha256()
-    h.update(repr(arr.shape).encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def reference_path(header: Path) -> Path:
-    """``model.h`` -> ``model.ref.npz`` (same directory)."""
-    header = Path(header)
-    return header.with_name(header.name.rsplit(".", 1)[0] + ".ref.npz")
+from bench.atomic import atomic_open
+from bench.dataset import RunData
+from bench.errors import RunError
+from bench.exported import BenchModel
 
 
 @dataclass
 class Reference:
-    """Reference logits [N, K] for the images whose digest is ``images_sha256`` (None: unchecked)."""
+    """Reference logits [N, K] (row i: input i of the data) and where they came from."""
 
     logits: np.ndarray
-    images_sha256: str | None = None
-    source: str = "array"
+    source: str = "potnn.simulate"
 
     def __post_init__(self) -> None:
         self.logits = np.asarray(self.logits)
         if self.logits.ndim != 2 or not np.issubdtype(self.logits.dtype, np.integer):
-            raise ReferenceError(f"reference logits ({self.source}) must be an integer [N, K] array, "
-                                 f"got {self.logits.dtype} {self.logits.shape}")
+            raise RunError(f"reference logits ({self.source}) must be an integer [N, K] array, "
+                           f"got {self.logits.dtype} {self.logits.shape}")
 
     @property
     def num_classes(self) -> int:
         return int(self.logits.shape[1])
 
-    def check_images(self, images: np.ndarray) -> None:
-        """Refuse to compare against logits computed on other images."""
-        if len(images) > len(self.logits):
-            raise ReferenceError(f"reference ({self.source}) has logits for {len(self.logits)} images, "
-                                 f"the run needs {len(images)}")
-        if self.images_sha256 is not None and len(images) == len(self.logits):
-            got = images_sha256(images)
-            if got != self.images_sha256:
-                raise ReferenceError(f"reference ({self.source}) was computed on other images "
-                                     f"(images_sha256 {self.images_sha256[:12]} != {got[:12]})")
-
     def predictions(self) -> np.ndarray:
         """Argmax like the C code: the first maximum wins."""
         return np.argmax(self.logits, axis=1)
 
-    @classmethod
-    def from_array(cls, logits: Any, images: np.ndarray | None = None) -> "Reference":
-        return cls(np.asarray(logits), images_sha256(images) if images is not None else None, "array")
 
-    @classmethod
-    def from_callable(cls, fn: Callable[[np.ndarray], Any], images: np.ndarray) -> "Reference":
-        return cls(np.asarray(fn(images)), images_sha256(images), getattr(fn, "__name__", "callable"))
+def cache_dir() -> Path:
+    """``$POTNN_CACHE/reference``, else ``$XDG_CACHE_HOME/potnn/reference`` (default ~/.cache)."""
+    root = os.environ.get("POTNN_CACHE")
+    if root:
+        return Path(root) / "reference"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "potnn" / "reference"
 
-    @classmethod
-    def from_model(cls, model: Any, images: np.ndarray) -> "Reference":
-        """Compute with ``potnn.simulate`` (the specification of what the C code must return)."""
-        import potnn  # imported here: a header-only run must not need torch
 
-        return cls(np.asarray(potnn.simulate(model, images)), images_sha256(images), "potnn.simulate")
+def _cache_path(model: BenchModel, data: RunData) -> Path:
+    bundle = hashlib.sha256(model.bundle.read_bytes()).hexdigest()
+    return cache_dir() / f"{bundle[:24]}-{data.sha256[:24]}.npz"
 
-    @classmethod
-    def load(cls, path: Path) -> "Reference":
-        path = Path(path)
+
+def _cached(path: Path, n: int) -> np.ndarray | None:
+    """Cached logits covering the first ``n`` inputs, or None (absent, too short or damaged)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            logits = np.asarray(z["logits"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    return logits if logits.ndim == 2 and len(logits) >= n else None
+
+
+def reference_logits(model: BenchModel, data: RunData, n: int) -> Reference:
+    """``potnn.simulate(bundle, x)`` of the first ``n`` inputs of ``data`` (at least), from the cache if there."""
+    n = min(max(int(n), 0), len(data))
+    if n == 0:
+        return Reference(np.zeros((0, model.num_classes), np.int32))
+    path = _cache_path(model, data)
+    logits = _cached(path, n)
+    if logits is None:
+        import potnn  # imported here: loading the bench must stay cheap
+
+        logits = np.asarray(potnn.simulate(model.bundle, data.x[:n]), dtype=np.int32)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                logits = np.asarray(z["logits"])
-                digest = str(z["images_sha256"]) if "images_sha256" in z.files else None
-        except FileNotFoundError:
-            raise ReferenceError(f"{path}: missing") from None
-        except KeyError:
-            raise ReferenceError(f"{path}: no 'logits' array") from None
-        except Exception as e:  # a damaged archive raises zipfile/ValueError/OSError variants
-            raise ReferenceError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-        return cls(logits, digest, str(path))
-
-
-def for_header(header: Path) -> Reference:
-    """The reference stored next to a header, or a ReferenceError that says how to make one."""
-    path = reference_path(header)
-    if not path.exists():
-        raise ReferenceError(
-            f"no reference logits for {header}: expected {path.name} next to it "
-            "(bench.reference.write_reference(header, potnn.simulate(model, images), images)); "
-            "or pass --no-reference to run without comparing logits")
-    return Reference.load(path)
-
-
-def write_reference(header: Path, logits: np.ndarray, images: np.ndarray) -> Path:
-    """Store reference logits next to a header (what export should do for zoo models)."""
-    path = reference_path(header)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, logits=np.asarray(logits, dtype=np.int32),
-                            images_sha256=np.array(images_sha256(images)))
-    os.replace(tmp, path)
-    return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(path, "wb") as f:
+                np.savez_compressed(f, logits=logits)
+        except OSError:
+            pass  # a read-only cache: the run goes on, the next one computes them again
+    if logits.shape[1] != model.num_classes:
+        raise RunError(f"{model.bundle.name}: potnn.simulate gives {logits.shape[1]} logits, the manifest says "
+                       f"{model.num_classes} classes; re-export the model with potnn.export")
+    return Reference(logits)

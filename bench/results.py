@@ -6,22 +6,24 @@ can run side by side without locking.
 
 Layout of ``results/<run-id>/`` (run-id = ``YYYYMMDDTHHMMSSZ-<board>-<model>-<6 hex>``, UTC)::
 
-    run.json      what was run, written (atomically) before the first image: board, model,
-                  model_hash, header, backend, n (planned), dataset, build figures (flash_bytes,
+    run.json      what was run, written (atomically) before the first input: board, model,
+                  model_hash, header, backend, n (planned), the data (``dataset``: a registered
+                  name or the .npz file's name; ``data_sha256``; ``input_shape``; ``labeled``;
+                  ``class_names`` from the manifest or null), build figures (flash_bytes,
                   ram_bytes, stack_bytes, toolchain), board budgets (flash_budget, ram_budget,
                   clock_hz), git_commit, started. ``--resume`` reads it back.
-    rows.csv      one row per image, appended, flushed and fsynced as each result arrives.
-    failures.npz  pixels of the images the board got wrong or that mismatched the reference
-                  (``index`` int64 [M], ``images`` uint8 [M,1,16,16]) so the report is
-                  self-contained; written at the end of the run.
+    rows.csv      one row per input, appended, flushed and fsynced as each result arrives.
+    failures.npz  the inputs the board got wrong or that mismatched the reference
+                  (``index`` int64 [M], ``images`` uint8 [M, *input_shape]: images or 1-D
+                  signals) so the report is self-contained; written at the end of the run.
     summary.json  written (atomically) only when the run completed: its presence is what marks
-                  a run as complete. Keys: see ``SUMMARY_KEYS`` (design.md 4.4) plus the extra
+                  a run as complete. Keys: see ``SUMMARY_KEYS`` plus the extra
                   keys of run.json.
 
 ``rows.csv`` columns (header line first, comma separated, ``\\n`` line ends)::
 
-    index         int    position of the image in the test set (0-based)
-    label         int    true class
+    index         int    position of the input in the test data (0-based)
+    label         int    true class; empty when the data has no labels
     pred          int    class returned by the board
     ref_pred      int    argmax of the reference logits (``potnn.simulate``); -1 without reference
     match         int    1 when every logit equals the reference, 0 otherwise; empty without reference
@@ -34,7 +36,8 @@ arrived; after a resume they are still unique per ``index``. A run killed in the
 write can leave a last line without its newline: readers drop it for an incomplete run (and
 ``--resume`` truncates it), and treat it as corruption in a completed one.
 
-Accuracy figures are fractions in [0, 1]; times are ISO 8601 UTC strings.
+Accuracy figures are fractions in [0, 1] (null without labels: the run then reports only its
+agreement with the reference); times are ISO 8601 UTC strings.
 """
 
 from __future__ import annotations
@@ -54,12 +57,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.atomic import atomic_open
+
 RUN_JSON = "run.json"
 ROWS_CSV = "rows.csv"
 SUMMARY_JSON = "summary.json"
 FAILURES_NPZ = "failures.npz"
 
-#: Keys every summary.json carries (design.md 4.4).
+#: Keys every summary.json carries: what the report compares across runs.
 SUMMARY_KEYS: tuple[str, ...] = (
     "board", "backend", "model", "n", "accuracy", "ref_accuracy", "mismatches",
     "instructions_mean", "cycles_mean", "cycles_max", "flash_bytes", "ram_bytes",
@@ -72,9 +77,7 @@ BASE_COLUMNS: tuple[str, ...] = (
 )
 
 #: Columns that must hold an integer in every row (the others may be empty).
-_REQUIRED_INT = ("index", "label", "pred", "ref_pred", "cycles")
-
-BACKENDS = ("hardware", "unicorn", "renode")
+_REQUIRED_INT = ("index", "pred", "ref_pred", "cycles")
 
 
 class ResultsError(Exception):
@@ -110,15 +113,9 @@ def logit_columns(num_classes: int) -> list[str]:
 
 def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
     """Write JSON so a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _json_default(o: Any) -> Any:
@@ -129,20 +126,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename; harmless where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -164,10 +147,10 @@ def read_json(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Row:
-    """One image's result as the run loop produces it."""
+    """One input's result as the run loop produces it (``label`` None: the data has no labels)."""
 
     index: int
-    label: int
+    label: int | None
     pred: int
     ref_pred: int
     match: bool | None
@@ -178,7 +161,8 @@ class Row:
     def cells(self) -> list[str]:
         match = "" if self.match is None else str(int(self.match))
         instr = "" if self.instructions is None else str(int(self.instructions))
-        return [str(int(self.index)), str(int(self.label)), str(int(self.pred)),
+        label = "" if self.label is None else str(int(self.label))
+        return [str(int(self.index)), label, str(int(self.pred)),
                 str(int(self.ref_pred)), match, str(int(self.cycles)), instr,
                 *(str(int(v)) for v in self.logits)]
 
@@ -311,9 +295,14 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
         data.append(values)
     df = pd.DataFrame(data, columns=header)
     for name in header:
-        if name in _REQUIRED_INT or name.startswith("logit"):
+        if name in _REQUIRED_INT or name.startswith("logit") or (name == "label" and df[name].notna().all()):
             df[name] = df[name].astype(np.int64)
     return df
+
+
+def wrong_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows the board got wrong (labelled data only) or whose logits differ from the reference."""
+    return rows[(rows["label"].notna() & (rows["pred"] != rows["label"])) | (rows["match"] == 0)]
 
 
 def logits_of(rows: pd.DataFrame) -> np.ndarray:
@@ -323,15 +312,16 @@ def logits_of(rows: pd.DataFrame) -> np.ndarray:
 
 
 def summarize(rows: pd.DataFrame, meta: Mapping[str, Any], finished: str | None = None) -> dict[str, Any]:
-    """Build summary.json from the rows and the run's metadata (design.md 4.4 keys first)."""
+    """Build summary.json from the rows and the run's metadata (``SUMMARY_KEYS`` first)."""
     n = int(len(rows))
     has_ref = n > 0 and bool((rows["ref_pred"] >= 0).all()) and rows["match"].notna().all()
+    labeled = n > 0 and bool(rows["label"].notna().all())
     instr = rows["instructions"].dropna() if n else rows["instructions"]
     summary: dict[str, Any] = dict(meta)
     summary.update(
         n=n,
-        accuracy=float((rows["pred"] == rows["label"]).mean()) if n else None,
-        ref_accuracy=float((rows["ref_pred"] == rows["label"]).mean()) if has_ref else None,
+        accuracy=float((rows["pred"] == rows["label"]).mean()) if labeled else None,
+        ref_accuracy=float((rows["ref_pred"] == rows["label"]).mean()) if has_ref and labeled else None,
         mismatches=int((rows["match"] == 0).sum()) if has_ref else None,
         instructions_mean=float(instr.mean()) if len(instr) else None,
         cycles_mean=float(rows["cycles"].mean()) if n else None,
@@ -438,15 +428,10 @@ def create_run(results_dir: Path, meta: Mapping[str, Any]) -> Path:
 
 
 def write_failures(run_dir: Path, indices: Sequence[int], images: np.ndarray) -> None:
-    """Store the pixels of failed images next to the rows (atomically, like the JSON files)."""
-    path = Path(run_dir) / FAILURES_NPZ
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    """Store the failed inputs, of any shape, next to the rows (atomically, like the JSON files)."""
+    with atomic_open(Path(run_dir) / FAILURES_NPZ, "wb") as f:
         np.savez_compressed(f, index=np.asarray(indices, dtype=np.int64),
                             images=np.asarray(images, dtype=np.uint8))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def find_resumable(results_dir: Path, board: str, model_hash: str) -> Path | None:

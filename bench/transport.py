@@ -48,9 +48,6 @@ class FaultStats:
             d[f"{kind}_{direction}"] = n
         return d
 
-    def total(self, kind: str) -> int:
-        return sum(n for (_, k), n in self.faults.items() if k == kind)
-
 
 class FaultyPort:
     """Wraps a pyserial-like port (``write``, ``read``, ``timeout``, ``in_waiting``,
@@ -117,8 +114,15 @@ class FaultyPort:
         self.stats.faults[direction, kind] += 1
         return kind
 
-    def _corrupt(self, byte: int) -> int:
-        return byte ^ self.rng.randrange(1, 256)
+    def _carry(self, direction: str, byte: int) -> tuple[int | None, bool]:
+        """One byte through the faulty wire: (the byte as it arrives, None when dropped; whether
+        it is delayed). A delayed byte is otherwise intact."""
+        kind = self._fault(direction)
+        if kind == "drop":
+            return None, False
+        if kind == "corrupt":
+            return byte ^ self.rng.randrange(1, 256), False
+        return byte, kind == "delay"
 
     def _check_gone(self, more: int) -> None:
         if self._gone:
@@ -132,17 +136,15 @@ class FaultyPort:
         self._check_gone(len(data))
         chunk = bytearray()
         for byte in bytes(data):
-            kind = self._fault("out")
-            if kind == "drop":
+            sent, delayed = self._carry("out", byte)
+            if sent is None:
                 continue
-            if kind == "corrupt":
-                byte = self._corrupt(byte)
-            elif kind == "delay":
+            if delayed:
                 if chunk:
                     self.inner.write(bytes(chunk))
                     chunk.clear()
                 time.sleep(self.rng.uniform(0.001, self.max_delay_s))
-            chunk.append(byte)
+            chunk.append(sent)
         if chunk:
             self.inner.write(bytes(chunk))
         return len(data)
@@ -161,22 +163,19 @@ class FaultyPort:
         data = self.inner.read(size)
         out = bytearray()
         for i, byte in enumerate(data):
-            kind = self._fault("in")
-            if kind == "drop":
+            got, delayed = self._carry("in", byte)
+            if got is None:
                 continue
-            if kind == "corrupt":
-                byte = self._corrupt(byte)
-            elif kind == "delay":
+            if delayed:
                 # This byte and the rest of the chunk arrive later; faults of the rest are
                 # decided now, so the stream stays reproducible.
-                rest = bytearray([byte])
+                rest = bytearray([got])
                 for later in data[i + 1:]:
-                    k2 = self._fault("in")
-                    if k2 == "drop":
-                        continue
-                    rest.append(self._corrupt(later) if k2 == "corrupt" else later)
+                    kept, _ = self._carry("in", later)
+                    if kept is not None:
+                        rest.append(kept)
                 self._held += rest
                 self._release_at = time.monotonic() + self.rng.uniform(0.001, self.max_delay_s)
                 break
-            out.append(byte)
+            out.append(got)
         return bytes(out)

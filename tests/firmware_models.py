@@ -1,20 +1,23 @@
 """Model headers for the firmware and build tests.
 
-``export_tiny``: a small real potnn model (conv 3x3/2 + fp130 linear, 16x16 -> 10 classes),
-exported with ``potnn.export`` and checked against ``potnn.simulate`` - what the bench builds in
-practice, small enough for every board.
+``export_tiny``: a small real potnn model (conv 3x3/2 + fp130 linear, 16x16 -> 10 classes, for
+``mnist16``), exported with ``potnn.export`` (header and bundle) and checked against
+``potnn.simulate`` - what the bench builds in practice, small enough for every board.
 
 ``synthetic_header``: a header that follows the export contract but is written here, for the
 cases an exporter must never produce (a weight table bigger than flash, buffers bigger than
 RAM, a multiplication in the inference code) - the build and the checker must catch them anyway.
+``write_bundle`` puts the bundle the bench reads beside such a header (a manifest, no program).
+``rewrite_header`` replaces an exported header's code and re-ties its bundle to it: firmware
+whose answers differ from ``potnn.simulate``, as a bug in the C would.
 
 ``mnist_for_subprocess``: the MNIST test images and the environment with which a ``potnn-bench``
-subprocess finds them too (the tests that drive the real CLI compare against reference logits
-computed on those images).
+subprocess finds them too (``export_tiny``'s bundle names ``mnist16``, so a CLI run of it streams them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,10 @@ import pytest
 
 import potnn
 from potnn import PoTConv2d, PoTLinear
+from potnn.bundle import FORMAT, bundle_path, encode_bundle, load_bundle
+from potnn.contract import EXPORT_VERSION, header_hash
 from potnn.data import DatasetError, load_mnist
+from potnn.program import IntProgram, TensorSpec
 
 SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mnist"
 
@@ -56,7 +62,7 @@ def export_tiny(directory: Path, n_images: int = 32, seed: int = 0) -> ExportedM
     torch.manual_seed(seed)
     model = TinyNet().eval()
     config = potnn.Config(mean=0.13, std=0.31, input_h=16, input_w=16, input_channels=1,
-                          layer_encodings={"fc": "fp130"})
+                          layer_encodings={"fc": "fp130"}, dataset="mnist16")
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n_images, 1, 16, 16), dtype=np.uint8)
     images[0], images[1] = 0, 255
@@ -78,9 +84,9 @@ def synthetic_header(path: Path, *, weight_bytes: int = 64, ram_words: int = 4,
     """
     weights = ",".join(str((i * 37 + 11) & 0xFF) for i in range(weight_bytes))
     mix = "acc = acc * (int32_t)input[i & 255u] + 1;" if multiply else "acc += (int32_t)(input[i & 255u] ^ potnn_w[i]);"
-    path.write_text(f"""/* potnn export v1: synthetic header for bench tests */
+    path.write_text(f"""/* potnn export v{EXPORT_VERSION}: synthetic header for bench tests */
 #include <stdint.h>
-#define POTNN_EXPORT_VERSION 1
+#define POTNN_EXPORT_VERSION {EXPORT_VERSION}
 #define POTNN_INPUT_C 1
 #define POTNN_INPUT_H {input_size // 16}
 #define POTNN_INPUT_W 16
@@ -106,7 +112,34 @@ int potnn_predict(const uint8_t *input, int32_t *logits)
     return 0;
 }}
 """)
+    write_bundle(path, (1, input_size // 16, 16), classes)
     return path
+
+
+def write_bundle(header: Path, input_shape: tuple[int, ...], num_classes: int) -> Path:
+    """The bundle beside a hand-written header: its manifest (what the bench builds from), an empty program."""
+    data = Path(header).read_bytes()
+    manifest = {
+        "format": FORMAT, "export_version": EXPORT_VERSION, "header": Path(header).name,
+        "header_sha256": hashlib.sha256(data).hexdigest(), "model_hash": header_hash(data),
+        "input_shape": list(input_shape), "input_layout": "CHW" if len(input_shape) == 3 else "CL",
+        "input_size": int(np.prod(input_shape)), "num_classes": num_classes, "class_names": None,
+        "mean": [0.0] * input_shape[0], "std": [1.0] * input_shape[0], "encodings": {}, "ram_bytes": None,
+        "flash_bytes": None, "stack_bytes": None, "dataset": None, "potnn_version": None,
+    }
+    program = IntProgram({"input": TensorSpec("input", tuple(input_shape), 0, 255)}, [], "input", "input")
+    path = bundle_path(header)
+    path.write_bytes(encode_bundle(manifest, program))
+    return path
+
+
+def rewrite_header(header: Path, text: str) -> None:
+    """Give an exported header other code, and its bundle the new header's hashes (the program stays)."""
+    bundle = load_bundle(bundle_path(header))
+    Path(header).write_text(text)
+    data = Path(header).read_bytes()
+    manifest = dict(bundle.manifest, header_sha256=hashlib.sha256(data).hexdigest(), model_hash=header_hash(data))
+    bundle_path(header).write_bytes(encode_bundle(manifest, bundle.program))
 
 
 def mnist_for_subprocess() -> tuple[np.ndarray, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Bad inputs (issue 7): each gives one line that says what is wrong and what to do, no traceback.
+"""Bad inputs: each gives one line that says what is wrong and what to do, no traceback.
 
 The bench's errors go through the real command line (a subprocess where that is possible, so
 "no traceback" is checked on the real stderr); the library's (unsupported layer, unknown
@@ -128,13 +128,14 @@ def test_model_over_the_flash_budget_at_build(tmp_path: Path) -> None:
     assert not (tmp_path / "o" / "firmware.elf").exists()
 
 
-# ----------------------------------------------------------------------------- 5. not a potnn header
+# ----------------------------------------------------------------------------- 5. not a potnn export
 def test_a_header_that_is_not_a_potnn_export(tmp_path: Path) -> None:
+    """A header alone (hand-written, or copied without its bundle): the bench knows nothing about it."""
     header = tmp_path / "model.h"
     header.write_text("#include <stdint.h>\nint potnn_predict(const uint8_t *i, int32_t *l) { return 0; }\n")
     line = _cli("build", "--board", "ch32v003", "--header", str(header), "--out", str(tmp_path / "o"))
-    assert line == ("potnn-bench: error: model.h is not a potnn export "
-                    "(its first line must start with '/* potnn export')")
+    assert line == ("potnn-bench: error: model.h has no bundle model.potnn beside it: re-export it with "
+                    "potnn.export(model, 'model.h', config), which writes both")
 
 
 # ----------------------------------------------------------------------------- 6. no cross toolchain

@@ -9,6 +9,7 @@ the real API, which finds no probe on this machine. Programming a real chip is m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import struct
@@ -233,7 +234,7 @@ def test_flash_real_board(tmp_path: Path) -> None:
 
 def test_placement_auto_none_and_forced_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from bench.board import load_board
-    from bench.flash import place
+    from bench.placement import place
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no wlink
     board = load_board("ch32v003")
@@ -251,11 +252,15 @@ def test_placement_auto_none_and_forced_emulator(monkeypatch: pytest.MonkeyPatch
 
 def test_board_flasher_settings_come_from_the_board_file() -> None:
     from bench.board import load_board
-    from bench.flash import board_flasher
+    from bench.placement import board_flasher
 
-    wl = board_flasher(load_board("ch32v003"))
+    ch32 = load_board("ch32v003")
+    wl = board_flasher(ch32)
     assert isinstance(wl, WlinkFlasher) and wl.chip == "ch32v003"
-    assert wl.flash_base == 0x0800_0000 and wl.alias_base == 0 and wl.flash_size == 16384
+    assert wl.flash_load == 0x0800_0000 and wl.alias_base == 0 and wl.flash_size == 16384
+    # the load address is the board file's, not the flasher's default
+    moved = board_flasher(dataclasses.replace(ch32, flash_load=0x0800_4000))
+    assert moved.flash_load == 0x0800_4000 and moved.alias_base == 0
     po = board_flasher(load_board("py32f003x6"), pack=Path("/x/Puya.pack"))
     assert isinstance(po, PyOCDFlasher) and po.target == "py32f003x6" and po.pack == Path("/x/Puya.pack")
     assert po.alias_base is None and po.flash_size == 32768
@@ -267,7 +272,7 @@ def test_uart_port_found_by_usb_id(monkeypatch: pytest.MonkeyPatch) -> None:
     from serial.tools import list_ports
 
     from bench.board import load_board
-    from bench.flash import find_board_port
+    from bench.placement import find_board_port
 
     ports = [SimpleNamespace(device="/dev/ttyACM1", vid=0x1A86, pid=0x8010),
              SimpleNamespace(device="/dev/ttyUSB0", vid=0x0403, pid=0x6001),

@@ -1,4 +1,4 @@
-"""Protocol fuzzing (issue 7): malformed frames against the real firmware, checked by an exact model.
+"""Protocol fuzzing: malformed frames against the real firmware, checked by an exact model.
 
 What is shown here (small counts; ``tests/benchmarks/test_reliability_benchmark.py`` runs the
 large ones): a few thousand malformed frames per board on the emulator with every answer as
@@ -16,16 +16,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import serial
 
-from bench import fuzz
 from bench.build import build, build_host
-from bench.fuzz import FirmwareModel, FuzzFailure, Fuzzer, FuzzTarget, fuzz_emulated
+from bench.fuzz import fuzz_emulated
+from bench.fuzz.campaign import FuzzFailure, Fuzzer, FuzzTarget
+from bench.fuzz.cases import FRAME_KINDS, write_seed_corpus
+from bench.fuzz.coverage import build_libfuzzer
+from bench.fuzz.oracle import FirmwareModel
 from bench.protocol import FrameType, NakReason, encode_frame
 from bench.transport import FaultyPort
-from firmware_models import export_tiny
+from firmware_models import export_tiny, rewrite_header, write_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS = ["ch32v003", "py32f003"]
@@ -63,6 +65,17 @@ def test_model_predicts_the_documented_naks() -> None:
     assert m.dropped == dropped + 2 + 4 and m.naks == 6
 
 
+def test_model_reports_the_counters_as_each_frame_ends() -> None:
+    """INFO counts the garbage before it, not the garbage that follows in the same write; the
+    counters saturate at 0xFFFF like the firmware's."""
+    m = FirmwareModel(capacity=16, input_size=16)
+    answers = m.feed(b"xy" + encode_frame(FrameType.INFO_REQ) + b"zzzz")
+    assert [(a.kind, a.dropped, a.naks) for a in answers] == [("info", 2, 0)] and m.dropped == 6
+    full = FirmwareModel(capacity=16, input_size=16, dropped=0xFFFE, naks=0xFFFF)
+    assert full.feed(b"abc" + encode_frame(0x42))[0].payload[0] == NakReason.UNKNOWN_TYPE
+    assert (full.dropped, full.naks) == (0xFFFF, 0xFFFF)
+
+
 def test_model_agrees_with_the_host_build_under_sanitizers(tiny, tmp_path: Path) -> None:
     """2000 frames into the pty of the ASan/UBSan host build: same NAKs, counters and logits."""
     if os.environ.get("POTNN_SKIP_ASAN"):
@@ -90,7 +103,7 @@ def test_a_few_thousand_malformed_frames_per_board(tiny, tmp_path: Path, board: 
     stats = fuzz_emulated(board, fw.elf, _refs(tiny), FRAMES_PER_BOARD, seed=7, expected_hash=fw.model_hash)
     print(f"\nfuzz {board}: " + "\n".join(stats.lines()))
     assert stats.malformed == FRAMES_PER_BOARD
-    assert all(stats.frames[k] > 100 for k in fuzz.KINDS if k != "burst") and stats.bursts > 10
+    assert all(stats.frames[k] > 100 for k in FRAME_KINDS) and stats.bursts > 10
     assert set(stats.naks) == {r.value for r in NakReason}            # every NAK reason, each as predicted
     assert stats.valid["INFO"] > 300 and stats.valid["INFER"] > 200
     assert stats.timeouts >= 2                                         # partial frames left to the firmware
@@ -138,6 +151,7 @@ def hazard_fw(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("hazard")
     header = d / "hazard.h"
     header.write_text(HAZARD_HEADER)
+    write_bundle(header, (1, 16, 16), 10)
     return header, build("ch32v003", header, d / "build")
 
 
@@ -184,21 +198,13 @@ def test_cli_prints_the_counts_and_passes(tiny, tmp_path: Path) -> None:
     assert "fuzz passed: 400 malformed frames, no hang, no fault, no wrong answer" in r.stdout
 
 
-def test_cli_exits_non_zero_on_a_wrong_answer(hazard_fw, tmp_path: Path) -> None:
-    """The real CLI path: MNIST images, the header's .ref.npz (deliberately off by one)."""
-    from bench.reference import write_reference
-    from firmware_models import mnist_for_subprocess
-
-    images, env = mnist_for_subprocess()
-    header = tmp_path / "hazard.h"
-    shutil.copyfile(hazard_fw[0], header)
-    logits = np.array([_hazard_logits(img.tobytes()) for img in images[:32]] + [[0] * 10] * (len(images) - 32),
-                      dtype=np.int32)
-    logits[:32, 5] += 1
-    write_reference(header, logits, images)
+def test_cli_exits_non_zero_on_a_wrong_answer(tmp_path: Path) -> None:
+    """The real CLI path: a bundle whose potnn.simulate disagrees with the header's code (as a C bug would)."""
+    header = export_tiny(tmp_path, n_images=2).header
+    rewrite_header(header, HAZARD_HEADER)      # the tiny model's program, the hazard header's answers
     r = subprocess.run([sys.executable, "-m", "bench.cli", "fuzz", "--board", "ch32v003", "--header", str(header),
                         "--frames", "300", "--seed", "8", "--build-dir", str(tmp_path / "b")],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fuzz FAILED: INFER answer differs from the reference")
@@ -211,8 +217,8 @@ def test_cli_exits_non_zero_on_a_wrong_answer(hazard_fw, tmp_path: Path) -> None
 def test_coverage_harness_replays_its_seeds_under_sanitizers(tmp_path: Path) -> None:
     if os.environ.get("POTNN_SKIP_ASAN"):
         pytest.skip("POTNN_SKIP_ASAN set")
-    exe = fuzz.build_libfuzzer(tmp_path / "replay", standalone=True)
-    corpus = fuzz.write_seed_corpus(tmp_path / "corpus")
+    exe = build_libfuzzer(tmp_path / "replay", standalone=True)
+    corpus = write_seed_corpus(tmp_path / "corpus")
     r = subprocess.run([str(exe), *map(str, sorted(corpus.iterdir()))], capture_output=True, text=True,
                        env={**os.environ, "FUZZ_RANDOM": "3000"}, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -227,7 +233,7 @@ def test_coverage_harness_finds_an_overflow_planted_in_the_parser(tmp_path: Path
     assert "if (rx->length > rx->capacity) {" in src
     broken = tmp_path / "protocol.c"
     broken.write_text(src.replace("if (rx->length > rx->capacity) {", "if (rx->length > rx->capacity + 64u) {"))
-    exe = fuzz.build_libfuzzer(tmp_path / "broken", standalone=True, protocol_c=broken)
+    exe = build_libfuzzer(tmp_path / "broken", standalone=True, protocol_c=broken)
     crash = tmp_path / "crash"
     crash.write_bytes(b"\x00" + encode_frame(FrameType.INFER_REQ, bytes(300)))
     r = subprocess.run([str(exe), str(crash)], capture_output=True, text=True,
@@ -238,8 +244,8 @@ def test_coverage_harness_finds_an_overflow_planted_in_the_parser(tmp_path: Path
 def test_libfuzzer_target_builds_and_runs_where_clang_is_installed(tmp_path: Path) -> None:
     if not shutil.which("clang"):
         pytest.skip("clang not installed (apt-get install clang): the coverage fuzzer needs libFuzzer")
-    exe = fuzz.build_libfuzzer(tmp_path / "lf")
-    corpus = fuzz.write_seed_corpus(tmp_path / "corpus")
+    exe = build_libfuzzer(tmp_path / "lf")
+    corpus = write_seed_corpus(tmp_path / "corpus")
     r = subprocess.run([str(exe), "-runs=3000", "-max_len=4096", str(corpus)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""Link faults (issue 7): a lossy link costs retries, never a lost, doubled or wrong row.
+"""Link faults: a lossy link costs retries, never a lost, doubled or wrong row.
 
 The fault injector (``bench.transport.FaultyPort``) is tested on pyserial's own ``loop://``
 port; the client's retry rules on the scripted port of test_protocol; the whole run on the
@@ -19,8 +19,11 @@ import serial
 
 from bench import results as R
 from bench import run as run_mod
+from bench.errors import RunError
 from bench.protocol import BenchClient, BenchTimeout, FrameType, NakError, NakReason, encode_frame
 from bench.reference import Reference
+from bench.run_plan import plan_run
+from bench.stream import Inference, stream
 from bench.transport import FaultyPort
 from firmware_models import export_tiny, mnist_for_subprocess
 from test_protocol import ScriptedPort
@@ -183,7 +186,7 @@ class LinkBoard:
         self.logits, self.wrong_at, self.always_wrong, self.noise = logits, wrong_at, always_wrong, noise
         self.calls = 0
 
-    def __call__(self, image: bytes) -> run_mod.Inference:
+    def __call__(self, image: bytes) -> Inference:
         i = self.by_image[image]
         self.calls += 1
         out = [int(v) for v in self.logits[i]]
@@ -191,16 +194,16 @@ class LinkBoard:
             out[0] += 7
         if self.noise:
             out[1] += self.calls                        # never the same answer twice
-        return run_mod.Inference(int(np.argmax(out)), out, 100)
+        return Inference(int(np.argmax(out)), out, 100)
 
 
 def test_a_one_off_wrong_answer_is_asked_again_and_not_logged(tmp_path: Path) -> None:
     images, labels, logits = _data()
-    ref = Reference.from_array(logits, images)
-    plan = run_mod.plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None, K)
+    ref = Reference(logits)
+    plan = plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None)
     board = LinkBoard(images, logits, wrong_at={3}, always_wrong={7})
     with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w:
-        res = run_mod.stream(images, labels, range(N), board, w, ref)
+        res = stream(images, labels, range(N), board, w, ref)
     rows = R.read_rows(plan.run_dir / R.ROWS_CSV)
     assert rows["index"].tolist() == list(range(N))
     assert rows.loc[rows["match"] == 0, "index"].tolist() == [7]      # the firmware's mismatch, confirmed
@@ -210,11 +213,11 @@ def test_a_one_off_wrong_answer_is_asked_again_and_not_logged(tmp_path: Path) ->
 
 def test_answers_that_never_repeat_stop_the_run_without_logging(tmp_path: Path) -> None:
     images, labels, logits = _data()
-    ref = Reference.from_array(logits, images)
-    plan = run_mod.plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None, K)
+    ref = Reference(logits)
+    plan = plan_run(tmp_path, dict(board="b", model="m", model_hash="h", backend="unicorn"), N, None)
     with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, \
-            pytest.raises(run_mod.RunError, match="no two in a row agree; the link corrupts answers"):
-        run_mod.stream(images, labels, range(N), LinkBoard(images, logits, noise=True), w, ref)
+            pytest.raises(RunError, match="no two in a row agree; the link corrupts answers"):
+        stream(images, labels, range(N), LinkBoard(images, logits, noise=True), w, ref)
     assert len(R.read_rows(plan.run_dir / R.ROWS_CSV)) == 0
 
 
@@ -227,8 +230,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 def _opts(tiny, tmp_path: Path, build_dir: Path, **kw) -> run_mod.RunOptions:
     labels = np.argmax(tiny.reference, axis=1)
     base = dict(board="ch32v003", header=tiny.header, emulator="unicorn", results=tmp_path / "results",
-                build_dir=build_dir, show_progress=False, dataset=(tiny.images, labels),
-                reference=Reference.from_array(tiny.reference, tiny.images))
+                build_dir=build_dir, show_progress=False, data=(tiny.images, labels))
     base.update(kw)
     return run_mod.RunOptions(**base)
 
@@ -282,14 +284,14 @@ def test_a_port_that_disappears_mid_run_keeps_its_rows_and_resume_finishes(tiny,
 
     watcher = threading.Thread(target=pull_the_plug, daemon=True)
     watcher.start()
-    with pytest.raises(run_mod.RunError) as e:
+    with pytest.raises(RunError) as e:
         run_mod.execute(_opts(tiny, tmp_path, build_dir, limit=160))
     watcher.join(5)
     msg = str(e.value)
     assert msg.startswith("lost the serial port socket://127.0.0.1:") and "\n" not in msg
     run_dir = next(results.iterdir())
     kept = R.read_rows(run_dir / R.ROWS_CSV, allow_torn_tail=True)
-    assert f"{len(kept)} of 160 images are logged in {run_dir}" in msg
+    assert f"{len(kept)} of 160 inputs are logged in {run_dir}" in msg
     assert f"finish the run with: potnn-bench run --board ch32v003 --header {tiny.header} --results {results} " \
            f"--resume {run_dir.name}" in msg
     assert 10 <= len(kept) < 160
@@ -303,14 +305,9 @@ def test_a_port_that_disappears_mid_run_keeps_its_rows_and_resume_finishes(tiny,
 
 
 def test_fault_rate_from_the_command_line(tmp_path: Path, build_dir: Path) -> None:
-    """``potnn-bench run --fault-rate``: the real CLI path with MNIST and the reference .npz."""
-    from bench.reference import write_reference
-
-    images, env = mnist_for_subprocess()
+    """``potnn-bench run --fault-rate``: the real CLI path with MNIST (the data the bundle names)."""
+    _, env = mnist_for_subprocess()
     m = export_tiny(tmp_path, n_images=2)
-    import potnn
-
-    write_reference(m.header, potnn.simulate(m.model, images), images)
     r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--board", "ch32v003", "--header", str(m.header),
                         "--emulator", "unicorn", "--limit", "8", "--fault-rate", "0.01", "--fault-seed", "3",
                         "--results", str(tmp_path / "r"), "--build-dir", str(build_dir)],

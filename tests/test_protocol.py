@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -12,6 +13,26 @@ from bench.protocol import (SYNC, BadFrame, BenchClient, BenchTimeout, Frame, Fr
 
 def test_crc_is_ccitt_false() -> None:
     assert crc16(b"123456789") == 0x29B1          # the catalogued check value
+
+
+def _crc16_by_definition(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE bit by bit, as PROTOCOL.md defines it (and protocol.c computes it)."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def test_library_crc_equals_the_definition() -> None:
+    """``crc16`` is ``binascii.crc_hqx`` started at 0xFFFF: same values, also when continued."""
+    rng = random.Random(16)
+    for n in (0, 1, 2, 7, 64, 257, 1000):
+        data = rng.randbytes(n)
+        assert crc16(data) == _crc16_by_definition(data)
+        cut = n // 3
+        assert crc16(data[cut:], crc16(data[:cut])) == _crc16_by_definition(data)
+    assert crc16(b"") == 0xFFFF
 
 
 def test_info_request_bytes_match_the_document() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from bench import report as rep
 from bench import results as R
+from bench.report.regression import Thresholds
 
 K = 10
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -21,14 +22,12 @@ PNG_SIG = b"\x89PNG\r\n\x1a\n"
 def make_run(base: Path, *, n: int = 40, wrong: int = 2, mismatch: int = 0, cycles: int = 480_000,
              flash: int = 12_000, finished: str = "2024-01-01T00:00:00Z", board: str = "ch32v003",
              model: str = "fc", backend: str = "unicorn", commit: str = "c0", complete: bool = True,
-             layer_cycles: dict | None = None, seed: int = 0) -> Path:
+             seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     meta = dict(run_id=f"{finished.replace('-', '').replace(':', '')[:15]}Z-{board}-{model}-{rng.integers(1 << 24):06x}",
                 board=board, model=model, model_hash="h", backend=backend, n=n, flash_bytes=flash,
                 ram_bytes=900, stack_bytes=300, toolchain="zig cc", git_commit=commit,
                 started=finished, flash_budget=16384, ram_budget=2048, clock_hz=48_000_000)
-    if layer_cycles:
-        meta["layer_cycles"] = layer_cycles
     d = R.create_run(base, meta)
     with R.RowWriter(d / R.ROWS_CSV, K) as w:
         for i in range(n):
@@ -65,25 +64,25 @@ def test_report_embeds_all_plots_as_decodable_pngs(tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
     make_run(tmp_path, finished="2024-01-01T00:00:00Z", commit="aaa")
-    make_run(tmp_path, finished="2024-01-02T00:00:00Z", commit="bbb", layer_cycles={"fc1": 400_000, "fc2": 80_000})
+    make_run(tmp_path, finished="2024-01-02T00:00:00Z", commit="bbb")
     make_run(tmp_path, board="py32f003", backend="unicorn", finished="2024-01-02T00:00:00Z")
     make_run(tmp_path, complete=False, finished="2024-01-03T00:00:00Z")
     res = rep.make_report(tmp_path, tmp_path / "out" / "r.html")
     html = res.html.read_text()
     pngs = _pngs(html)
-    # accuracy, trend, cycles, 1 layer plot, sizes, 2 confusion matrices, 2 failure grids
-    assert len(pngs) == 9
+    # accuracy, trend, cycles, sizes, 2 confusion matrices, 2 failure grids
+    assert len(pngs) == 8
     for png in pngs:
         assert png.startswith(PNG_SIG)
         img = mpimg.imread(io.BytesIO(png), format="png")
         assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
     assert html.count("<img") == len(pngs)
-    for needle in ("Accuracy", "Trend", "Per-layer", "budget", "Confusion", "wrong", "Incomplete runs",
+    for needle in ("Accuracy", "Trend", "Cycles per inference", "budget", "Confusion", "wrong", "Incomplete runs",
                    "aaa", "bbb"):
         assert needle.lower() in html.lower(), needle
     md = res.markdown.read_text()
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
-    assert len(refs) == 9
+    assert len(refs) == 8
     for ref in refs:
         assert (res.markdown.parent / ref).read_bytes().startswith(PNG_SIG)
     assert res.regressions == []
@@ -103,17 +102,17 @@ def test_cycles_size_and_mismatch_regressions(tmp_path: Path) -> None:
     make_run(tmp_path, finished="2024-01-02T00:00:00Z", cycles=103_000, flash=10_000)
     r = rep.make_report(tmp_path)
     assert [f.metric for f in r.regressions] == ["cycles_mean"]
-    assert rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5)).regressions == []
+    assert rep.make_report(tmp_path, th=Thresholds(cycles_increase_pct=5)).regressions == []
 
     make_run(tmp_path, finished="2024-01-03T00:00:00Z", cycles=103_000, flash=10_040)
-    r = rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5))
+    r = rep.make_report(tmp_path, th=Thresholds(cycles_increase_pct=5))
     assert [f.metric for f in r.regressions] == ["flash_bytes"]
-    assert rep.make_report(tmp_path, th=rep.Thresholds(5, 5, 64)).regressions == []
+    assert rep.make_report(tmp_path, th=Thresholds(5, 5, 64)).regressions == []
 
     make_run(tmp_path, finished="2024-01-04T00:00:00Z", cycles=103_000, flash=10_040, mismatch=1)
-    r = rep.make_report(tmp_path, th=rep.Thresholds(cycles_increase_pct=5, size_increase_bytes=64))
+    r = rep.make_report(tmp_path, th=Thresholds(cycles_increase_pct=5, size_increase_bytes=64))
     assert [f.metric for f in r.regressions] == ["mismatches"]
-    th = rep.Thresholds(cycles_increase_pct=5, size_increase_bytes=64, allow_mismatches=True)
+    th = Thresholds(cycles_increase_pct=5, size_increase_bytes=64, allow_mismatches=True)
     assert rep.make_report(tmp_path, th=th).regressions == []
 
 
@@ -159,3 +158,42 @@ def test_empty_results_directory_gives_a_report(tmp_path: Path) -> None:
     r = rep.make_report(tmp_path / "nothing-here", tmp_path / "r.html")
     assert "No run found" in r.html.read_text()
     assert r.regressions == []
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (4, 6, 6), (6, 100), (100,)])
+def test_any_input_shape_is_drawn(shape: tuple[int, ...]) -> None:
+    """Grey, colour, other channel counts (side by side) and 1-D signals (one line per channel)."""
+    from bench.report.plots import _figure, _png, draw_input
+
+    fig = _figure(2, 2)
+    ax = fig.add_subplot()
+    draw_input(ax, np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8))
+    if len(shape) == 3:
+        (image,) = ax.get_images()
+        expected = (shape[1], shape[2], 3) if shape[0] == 3 else (shape[1], shape[0] * shape[2] + shape[0] - 1)
+        assert image.get_array().shape == expected
+    else:
+        assert len(ax.get_lines()) == (shape[0] if len(shape) == 2 else 1)
+    assert _png(fig).startswith(PNG_SIG)
+
+
+def test_confusion_of_any_class_count_with_names_and_unlabeled_runs(tmp_path: Path) -> None:
+    from bench.report.plots import class_names, confusion, labeled
+
+    k = 13
+    meta = dict(run_id="20240101T000000Z-ch32v003-m-000001", board="ch32v003", model="m", backend="unicorn",
+                class_names=[f"c{i}" for i in range(k)])
+    d = R.create_run(tmp_path, meta)
+    with R.RowWriter(d / R.ROWS_CSV, k) as w:
+        for i in range(30):
+            w.append(R.Row(i, i % k, (i * 7) % k, (i * 7) % k, True, 100, None, [0] * k))
+    run = R.load_run(d)
+    m = confusion(run)
+    assert m.shape == (k, k) and m.sum() == 30 and m[1, 7] == 3 and labeled(run)
+    assert class_names(run, k)[12] == "c12"
+    d2 = R.create_run(tmp_path, dict(meta, run_id="20240101T000000Z-ch32v003-m-000002", class_names=None))
+    with R.RowWriter(d2 / R.ROWS_CSV, k) as w:
+        w.append(R.Row(0, None, 3, 3, True, 100, None, [0] * k))
+    unlabeled = R.load_run(d2)
+    assert not labeled(unlabeled) and confusion(unlabeled).sum() == 0 and class_names(unlabeled, k)[3] == "3"
+    assert R.summarize(unlabeled.rows, meta)["accuracy"] is None

@@ -1,4 +1,4 @@
-"""The results store: rows survive interruption, files are validated, summaries carry design.md 4.4 keys."""
+"""The results store: rows survive interruption, files are validated, summaries carry every SUMMARY_KEYS key."""
 
 from __future__ import annotations
 

@@ -10,8 +10,11 @@ import pytest
 
 from bench import results as R
 from bench import run as run_mod
+from bench.errors import RunError
 from bench.progress import Progress
-from bench.reference import Reference, ReferenceError, images_sha256, write_reference, for_header
+from bench.reference import Reference
+from bench.run_plan import finish_run, plan_run
+from bench.stream import Inference, stream
 
 K = 10
 N = 30
@@ -37,7 +40,7 @@ class FakeBoard:
         self.stop_at = stop_at
         self.seen: list[int] = []
 
-    def __call__(self, image: bytes) -> run_mod.Inference:
+    def __call__(self, image: bytes) -> Inference:
         i = self.by_image[image]
         if self.stop_at is not None and len(self.seen) == self.stop_at:
             raise KeyboardInterrupt
@@ -45,7 +48,7 @@ class FakeBoard:
         out = [int(v) for v in self.logits[i]]
         if i in self.wrong:
             out[0] += 1
-        return run_mod.Inference(int(np.argmax(out)), out, 1000 + i, 2000 + i)
+        return Inference(int(np.argmax(out)), out, 1000 + i, 2000 + i)
 
 
 META = dict(board="ch32v003", model="m", model_hash="hash-a", backend="unicorn", flash_bytes=1,
@@ -53,19 +56,19 @@ META = dict(board="ch32v003", model="m", model_hash="hash-a", backend="unicorn",
 
 
 def _go(tmp: Path, images, labels, ref, board, resume=None, n=N):
-    plan = run_mod.plan_run(tmp, META, n, resume, K)
+    plan = plan_run(tmp, META, n, resume)
     with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w:
-        res = run_mod.stream(images, labels, plan.todo, board, w, ref)
+        res = stream(images, labels, plan.todo, board, w, ref)
     return plan, res
 
 
 def test_stream_logs_rows_and_mismatches(tmp_path: Path, data) -> None:
     images, labels, logits = data
-    ref = Reference.from_array(logits, images)
+    ref = Reference(logits)
     board = FakeBoard(images, logits, wrong={3, 17})
     plan, res = _go(tmp_path, images, labels, ref, board)
     assert not res.interrupted and res.done == N and res.mismatches == 2
-    summary = run_mod.finish_run(plan, images)
+    summary = finish_run(plan, images)
     rows = R.read_rows(plan.run_dir / R.ROWS_CSV)
     assert rows["index"].tolist() == list(range(N))
     assert rows.loc[rows["match"] == 0, "index"].tolist() == [3, 17]
@@ -82,7 +85,7 @@ def test_stream_logs_rows_and_mismatches(tmp_path: Path, data) -> None:
 
 def test_interrupt_then_resume_loses_and_repeats_nothing(tmp_path: Path, data) -> None:
     images, labels, logits = data
-    ref = Reference.from_array(logits, images)
+    ref = Reference(logits)
     first = FakeBoard(images, logits, stop_at=11)
     plan, res = _go(tmp_path, images, labels, ref, first)
     assert res.interrupted and res.done == 11
@@ -94,7 +97,7 @@ def test_interrupt_then_resume_loses_and_repeats_nothing(tmp_path: Path, data) -
     plan2, res2 = _go(tmp_path, images, labels, ref, second, resume="latest")
     assert plan2.run_dir == plan.run_dir and plan2.done_rows == 11
     assert second.seen == list(range(11, N))
-    run_mod.finish_run(plan2, images)
+    finish_run(plan2, images)
     rows = R.read_rows(plan.run_dir / R.ROWS_CSV)
     assert sorted(rows["index"]) == list(range(N)) and rows["index"].is_unique
     meta = R.read_json(plan.run_dir / R.RUN_JSON)
@@ -105,20 +108,20 @@ def test_resume_refuses_another_model_or_a_finished_run(tmp_path: Path, data) ->
     images, labels, logits = data
     plan, _ = _go(tmp_path, images, labels, None, FakeBoard(images, logits, stop_at=2))
     other = dict(META, model_hash="hash-b")
-    with pytest.raises(run_mod.RunError, match="model_hash=hash-a.*model_hash=hash-b"):
-        run_mod.plan_run(tmp_path, other, N, plan.run_dir.name, K)
-    with pytest.raises(run_mod.RunError, match="nothing to resume"):
-        run_mod.plan_run(tmp_path, other, N, "latest", K)
+    with pytest.raises(RunError, match="model_hash=hash-a.*model_hash=hash-b"):
+        plan_run(tmp_path, other, N, plan.run_dir.name)
+    with pytest.raises(RunError, match="nothing to resume"):
+        plan_run(tmp_path, other, N, "latest")
     plan2, _ = _go(tmp_path, images, labels, None, FakeBoard(images, logits), resume=plan.run_dir)
-    run_mod.finish_run(plan2, images)
-    with pytest.raises(run_mod.RunError, match="already complete"):
-        run_mod.plan_run(tmp_path, META, N, str(plan.run_dir), K)
+    finish_run(plan2, images)
+    with pytest.raises(RunError, match="already complete"):
+        plan_run(tmp_path, META, N, str(plan.run_dir))
 
 
 def test_run_without_reference_records_no_match(tmp_path: Path, data) -> None:
     images, labels, logits = data
     plan, res = _go(tmp_path, images, labels, None, FakeBoard(images, logits), n=5)
-    s = run_mod.finish_run(plan, images)
+    s = finish_run(plan, images)
     assert s["mismatches"] is None and s["ref_accuracy"] is None and s["n"] == 5
     rows = R.read_rows(plan.run_dir / R.ROWS_CSV)
     assert (rows["ref_pred"] == -1).all() and rows["match"].isna().all()
@@ -126,33 +129,39 @@ def test_run_without_reference_records_no_match(tmp_path: Path, data) -> None:
 
 def test_wrong_number_of_logits_stops_with_one_line(tmp_path: Path, data) -> None:
     images, labels, logits = data
-    plan = run_mod.plan_run(tmp_path, META, N, None, K)
+    plan = plan_run(tmp_path, META, N, None)
 
-    def short(_: bytes) -> run_mod.Inference:
-        return run_mod.Inference(0, [1, 2, 3], 5)
+    def short(_: bytes) -> Inference:
+        return Inference(0, [1, 2, 3], 5)
 
-    with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, pytest.raises(run_mod.RunError, match="3 logits"):
-        run_mod.stream(images, labels, [0], short, w, None)
+    with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, pytest.raises(RunError, match="3 logits"):
+        stream(images, labels, [0], short, w, None)
 
 
-def test_reference_npz_next_to_header(tmp_path: Path, data) -> None:
-    images, _, logits = data
-    header = tmp_path / "model.h"
-    header.write_text("/* model */")
-    with pytest.raises(ReferenceError, match="model.ref.npz"):
-        for_header(header)
-    path = write_reference(header, logits, images)
-    assert path.name == "model.ref.npz"
-    ref = for_header(header)
-    assert ref.logits.dtype == np.int32 and ref.images_sha256 == images_sha256(images)
-    ref.check_images(images)
-    other = images.copy()
-    other[0, 0, 0, 0] ^= 1
-    with pytest.raises(ReferenceError, match="computed on other images"):
-        ref.check_images(other)
-    with pytest.raises(ReferenceError, match="has logits for 30 images"):
-        ref.check_images(np.zeros((31, 1, 16, 16), np.uint8))
-    assert Reference.from_callable(lambda x: logits[: len(x)], images).num_classes == K
+def test_reference_logits_come_from_the_bundle_and_are_cached_per_data(tmp_path: Path, monkeypatch) -> None:
+    import potnn
+    from bench.dataset import load_data
+    from bench.exported import read_model
+    from bench.reference import cache_dir, reference_logits
+    from firmware_models import export_tiny
+
+    monkeypatch.setenv("POTNN_CACHE", str(tmp_path / "cache"))
+    m = export_tiny(tmp_path, n_images=12)
+    model = read_model(m.header)
+    data = load_data((m.images, None), model)
+    ref = reference_logits(model, data, 8)
+    assert ref.logits.shape == (8, K) and (ref.logits == m.reference[:8]).all()
+    assert len(list(cache_dir().glob("*.npz"))) == 1 and cache_dir() == tmp_path / "cache" / "reference"
+
+    def no_simulate(*_a, **_k):
+        raise AssertionError("the cached logits must be used")
+
+    monkeypatch.setattr(potnn, "simulate", no_simulate)
+    assert (reference_logits(model, data, 5).logits[:5] == m.reference[:5]).all()    # from the cache
+    other = m.images.copy()
+    other[0, 0, 0, 0] ^= 1                                  # other data: another cache entry, computed anew
+    with pytest.raises(AssertionError, match="cached logits must be used"):
+        reference_logits(model, load_data((other, None), model), 5)
 
 
 def test_progress_bar_shows_accuracy_and_rate() -> None:
@@ -197,15 +206,10 @@ def mnist():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory, mnist) -> Path:
-    """A small real potnn model, exported, with its reference logits on the MNIST test set."""
+    """A small real potnn model for mnist16, exported: header and bundle."""
     from firmware_models import export_tiny
 
-    directory = tmp_path_factory.mktemp("model")
-    m = export_tiny(directory)
-    images, _ = mnist
-    ref = Reference.from_model(m.model, images)
-    write_reference(m.header, ref.logits, images)
-    return m.header
+    return export_tiny(tmp_path_factory.mktemp("model")).header
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +238,10 @@ def test_whole_flow_on_the_emulator_matches_potnn_simulate(tmp_path: Path, expor
     images, labels = mnist
     assert rows["index"].tolist() == list(range(24))
     assert (rows["label"] == labels[:24]).all()
-    ref = for_header(exported)
-    assert (R.logits_of(rows) == ref.logits[:24]).all()
+    import potnn
+
+    assert (R.logits_of(rows) == potnn.simulate(exported.with_suffix(".potnn"), images[:24])).all()
+    assert s["dataset"] == "mnist16" and s["input_shape"] == [1, 16, 16] and len(s["data_sha256"]) == 64
 
 
 def test_interrupted_run_resumes_without_losing_or_repeating_rows(tmp_path: Path, exported: Path,
@@ -289,7 +295,7 @@ def test_killed_cli_run_resumes_from_its_rows(tmp_path: Path, exported: Path, bu
     assert 20 <= len(before) < 400
     done = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"{400 - len(before)} of 400 images to go" in done.stderr
+    assert f"{400 - len(before)} of 400 inputs of mnist16 to go" in done.stderr
     rows = R.read_rows(rows_file)
     assert rows["index"].tolist()[: len(before)] == before["index"].tolist()
     assert sorted(rows["index"]) == list(range(400)) and rows["index"].is_unique
@@ -313,7 +319,7 @@ def test_run_refuses_firmware_of_another_model(tmp_path: Path, exported: Path, b
         return dataclasses.replace(real_build(*a, **kw), elf=other.elf)
 
     monkeypatch.setattr(build_mod, "build", build_but_board_has_other)
-    with pytest.raises(run_mod.RunError) as e:
+    with pytest.raises(RunError) as e:
         run_mod.execute(_opts(exported, tmp_path, build_dir))
     msg = str(e.value)
     assert other.model_hash_hex in msg and f"{build_mod.model_hash(exported):08x}" in msg
@@ -333,14 +339,14 @@ def test_no_probe_falls_back_to_the_emulator_in_one_line(tmp_path: Path, exporte
     out = run_mod.execute(_opts(exported, tmp_path, build_dir, emulator="auto", limit=3), say=said.append)
     assert said[0] == "no WCH-LinkE probe found (`wlink list` shows none): running on the unicorn emulator"
     assert out.summary is not None and out.summary["backend"] == "unicorn"
-    from bench.flash import FlashError
+    from bench.flashers import FlashError
 
     with pytest.raises(FlashError, match="--emulator none needs the board attached"):
         run_mod.execute(_opts(exported, tmp_path, build_dir, emulator="none", limit=3))
 
 
-def test_missing_reference_and_missing_model_are_one_line_errors(tmp_path: Path, exported: Path,
-                                                                 monkeypatch) -> None:
+def test_missing_bundle_and_missing_model_are_one_line_errors(tmp_path: Path, exported: Path,
+                                                              monkeypatch) -> None:
     import bench.models as models
     from bench.models import ModelNotFound
 
@@ -349,8 +355,10 @@ def test_missing_reference_and_missing_model_are_one_line_errors(tmp_path: Path,
 
     bare = tmp_path / "bare.h"
     bare.write_bytes(exported.read_bytes())
-    with pytest.raises(run_mod.RunError, match=r"no reference logits for .*bare.ref.npz.*--no-reference"):
+    with pytest.raises(RunError, match=r"^bare.h has no bundle bare.potnn beside it: re-export it with "
+                                       r"potnn.export\(model, 'bare.h', config\), which writes both$"):
         run_mod.execute(run_mod.RunOptions(board="ch32v003", header=bare, results=tmp_path))
+    assert not list(tmp_path.glob(f"*/{R.RUN_JSON}"))
     with pytest.raises(ModelNotFound, match="model zoo has no model for ch32v003 yet: pass --header"):
         run_mod.execute(run_mod.RunOptions(board="ch32v003", results=tmp_path))
 
@@ -360,10 +368,9 @@ def test_bare_board_runs_the_zoo_default_with_simulate_as_reference(tmp_path: Pa
     import bench.models as models
     from firmware_models import export_tiny
 
-    m = export_tiny(tmp_path, seed=3)  # no model.ref.npz beside it: the reference comes from the model
+    m = export_tiny(tmp_path, seed=3)  # its bundle names mnist16: no --data needed
     monkeypatch.setattr(models, "_load_zoo", lambda: None)  # only the entry registered here
-    models.register(models.ModelEntry("tiny-zoo", m.header, "test entry", default_for=("ch32v003",),
-                                      load=lambda: m.model))
+    models.register(models.ModelEntry("tiny-zoo", m.header, "test entry", default_for=("ch32v003",)))
     try:
         out = run_mod.execute(run_mod.RunOptions(board="ch32v003", emulator="unicorn", limit=8,
                                                  results=tmp_path / "r", build_dir=build_dir,
@@ -384,7 +391,7 @@ def test_flash_command_on_the_emulator_checks_info_and_first_images(tmp_path: Pa
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "runs on the unicorn emulator (nothing written to a chip)" in out
-    assert "check: first 5 test images" in out and "5/5 logits equal to potnn.simulate" in out
+    assert "check: first 5 test inputs of mnist16" in out and "5/5 logits equal to potnn.simulate" in out
 
 
 def test_models_command_lists_registered_models(tmp_path: Path, exported: Path, capsys, monkeypatch) -> None:
@@ -402,7 +409,7 @@ def test_models_command_lists_registered_models(tmp_path: Path, exported: Path, 
     assert cli.main(["models", "--board", "ch32v003"]) == 0
     out = capsys.readouterr().out
     assert "tiny  (ch32v003)  [default on ch32v003]  a test model" in out
-    assert "integer reference 50.00 % on 10000 MNIST test images; trained in 7 s" in out
+    assert "integer reference 50.00 % on 10000 MNIST test inputs; trained in 7 s" in out
     assert ("ch32v003  50.00 %, 0 mismatches, 1,234 instructions, 2,345 cycles (0.1 ms), flash 4,096 B, "
             "RAM 512 + 128 B stack") in out
     assert models.get_model("tiny").header_path == exported

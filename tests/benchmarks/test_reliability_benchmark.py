@@ -1,4 +1,4 @@
-"""Benchmark: the reliability figures of issue 7, at counts too large for CI.
+"""Benchmark: the bench's reliability (fuzzing, link faults, libFuzzer) at counts too large for CI.
 
 Run: ``pytest -m benchmark -s tests/benchmarks/test_reliability_benchmark.py``. Prints
 
@@ -28,7 +28,8 @@ from bench import results as R
 from bench import run as run_mod
 from bench.board import list_boards
 from bench.build import build
-from bench.reference import Reference
+from bench.fuzz.cases import write_seed_corpus
+from bench.fuzz.coverage import build_libfuzzer
 from firmware_models import export_tiny
 
 pytestmark = pytest.mark.benchmark
@@ -55,8 +56,7 @@ def test_run_at_fault_rate_one_percent(tiny, tmp_path: Path) -> None:
     n = len(tiny.images)
     labels = np.argmax(tiny.reference, axis=1)
     opts = run_mod.RunOptions(board="ch32v003", header=tiny.header, emulator="unicorn", results=tmp_path / "r",
-                              build_dir=tmp_path / "b", show_progress=False, dataset=(tiny.images, labels),
-                              reference=Reference.from_array(tiny.reference, tiny.images),
+                              build_dir=tmp_path / "b", show_progress=False, data=(tiny.images, labels),
                               fault_rate=0.01, fault_seed=7)
     clean = run_mod.execute(run_mod.RunOptions(**{**opts.__dict__, "fault_rate": 0.0, "limit": 50}))
     t = time.monotonic()
@@ -86,8 +86,8 @@ def test_libfuzzer_coverage_campaign(tmp_path: Path) -> None:
     if not shutil.which("clang"):
         pytest.skip("clang not installed (apt-get install clang): the coverage fuzzer needs libFuzzer")
     seconds = int(os.environ.get("POTNN_LIBFUZZER_SECONDS", "60"))
-    exe = fuzz.build_libfuzzer(tmp_path / "lf")
-    seeds = fuzz.write_seed_corpus(tmp_path / "seeds")
+    exe = build_libfuzzer(tmp_path / "lf")
+    seeds = write_seed_corpus(tmp_path / "seeds")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     r = subprocess.run([str(exe), f"-max_total_time={seconds}", "-max_len=4096", "-print_final_stats=1",
