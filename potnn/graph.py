@@ -199,6 +199,10 @@ def _convert(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> Graph:
                 alias[n.name] = src(n.args[0], where)
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 raise GraphError(f"{where}: BatchNorm must directly follow a PoT layer to be fused into it")
+            elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                raise GraphError(f"{where}: unsupported module (a torch.nn layer, not a PoT layer); call "
+                                 "potnn.convert(model) first: it swaps such layers for PoT layers, keeping "
+                                 "their weights")
             else:
                 raise GraphError(f"{where}: unsupported module; potnn supports {_SUPPORTED}")
         elif n.op == "call_function":

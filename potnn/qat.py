@@ -21,6 +21,7 @@ from .graph import Graph, capture, wire
 from .layers import PoTAdd, PoTGlobalAvgPool, PoTLayer, QuantModule
 from .quantizer import pot_round, legalize
 from .rounding import ceil_log2, round_log2
+from .validation import check_fits, check_normalisation
 
 ACTIVATION_QUANTILE = 0.9999
 
@@ -64,7 +65,7 @@ def ensure_captured(model: nn.Module, config: Config) -> Graph:
 
 
 @torch.no_grad()
-def _init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
+def init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
     """Choose the weight scale (and per-channel power-of-two factors) minimising the weights' squared error."""
     w, _ = layer.folded_weight_bias()
     flat = w.reshape(w.shape[0], -1)
@@ -92,21 +93,39 @@ def _init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
     layer.channel_shift.copy_(shifts)
 
 
+def _has_trained_scales(model: nn.Module) -> bool:
+    """Whether any weight scale or shift differs from a fresh layer's (calibrated, trained or loaded)."""
+    return any(float(m.alpha_log2.detach()) != 0.0 or int(m.act_shift) != 0 or bool(m.channel_shift.any())
+               for m in _quant_modules(model) if isinstance(m, PoTLayer))
+
+
 @torch.no_grad()
-def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batches: int = 8) -> nn.Module:
+def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batches: int = 8,
+              dry_run: bool = True) -> nn.Module:
     """Set weight scales from the weights and activation shifts from data (in place; returns the model).
 
     Activations: the float model runs on `num_batches` batches of `data_loader` (inputs normalised
     as in training); each requantized tensor's 99.99th percentile of |value| sets its shift so that
     it covers that value with its 8-bit range (the scale rounded up to the chain's next power of two).
+    Before that, the graph is captured and checked and, with `dry_run`, the model's RAM (exact) and
+    dense flash are checked against Config (potnn.validation.check_fits): a model that cannot fit is
+    refused now, listing every exceeded budget. The batches are checked against Config's mean/std
+    (a warning when they disagree). Calibrating a model that already has trained scales (after QAT
+    or a load) overwrites them, so it warns.
     """
+    if _has_trained_scales(model):
+        warnings.warn("calibrate: the model already has weight scales and shifts (trained or loaded); calibrating "
+                      "replaces them and changes the export; skip calibrate for a trained model (potnn.load, or "
+                      "prepare_qat then load_state_dict)", stacklevel=3)  # past torch.no_grad's wrapper
     graph = ensure_captured(model, config)
+    if dry_run:
+        check_fits(model, config)
     modes = {m: m.potnn_mode for m in _quant_modules(model)}
     set_mode(model, "float")
     modules = dict(model.named_modules())
     for n in graph.nodes:
         if n.op == "layer":
-            _init_weight_scale(modules[n.module], config.per_channel)  # type: ignore[arg-type]
+            init_weight_scale(modules[n.module], config.per_channel)  # type: ignore[arg-type]
 
     samples: dict[str, list[torch.Tensor]] = {n.module: [] for n in graph.nodes if n.op in ("layer", "add", "gap")}
     generator = torch.Generator().manual_seed(0)
@@ -128,6 +147,8 @@ def calibrate(model: nn.Module, data_loader: Iterable, config: Config, num_batch
             if i >= num_batches:
                 break
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if i == 0:
+                check_normalisation(x, config)
             model(x)
     finally:
         for h in handles:

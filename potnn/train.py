@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from .config import Config
 from .fuse import fuse_batchnorm, replace_global_pooling
 from .oscillation import OscillationFreezer
-from .qat import calibrate, enable_integer_sim, prepare_qat, set_mode
+from .qat import calibrate, enable_integer_sim, ensure_captured, prepare_qat, set_mode
 from .sparsity import Pruner
+from .validation import check_fits
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -122,6 +123,11 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     `freeze` > 0 fixes, during QAT, each weight whose integer value flips back and forth more often
     than that frequency (flips per step, see potnn.oscillation): otherwise such a weight ends on
     whichever side of its power-of-two boundary the last step left it.
+    Before the first epoch the graph is captured on a copy of the model (an unsupported module is
+    named with its path and type) and its budgets dry-run (potnn.validation.check_fits): RAM exactly,
+    flash as the dense figure (every weight nonzero), so a model that cannot fit fails in seconds with
+    every exceeded budget listed. With `sparsity` the trained model can be smaller than the dense
+    figure, so a dense flash over Config.flash then only warns.
     """
     if teacher is not None and distill <= 0:
         raise ValueError("train: a teacher needs distill > 0 (the weight of its outputs in the loss)")
@@ -131,6 +137,10 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
         teacher.to(dev).eval()
     replace_global_pooling(model)
     pruner = Pruner(model, sparsity, config) if sparsity else None
+    probe = copy.deepcopy(model).cpu()
+    ensure_captured(probe, config)  # an unsupported part is named now, not after the float epochs
+    check_fits(probe, config, pruning=pruner is not None)
+    del probe
     if float_epochs > 0:
         if getattr(model, "_potnn_graph", None) is not None:
             set_mode(model, "float")
@@ -140,7 +150,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     fuse_batchnorm(model)
     if teacher is None and distill > 0:
         teacher = copy.deepcopy(model).eval()
-    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches)
+    calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches,
+              dry_run=False)
     prepare_qat(model, config)
     log(f"[qat] after calibration: test {100 * evaluate(model, test_loader, dev):.2f}%")
     freezer = OscillationFreezer(model, freeze) if freeze > 0 else None
