@@ -9,6 +9,10 @@ numbers (needed vs available, for flash and for RAM including the stack), never 
 silently truncated image.  The real link uses the board's true region sizes, so the linker
 itself refuses an overflow; when it does, a second "probe" link with oversized regions measures
 what the image would need, and that is what the error reports.
+
+The stack is measured, not assumed (bench.stack_usage): a first link with unbounded regions gives
+the call graph, the compiler's stack-usage reports give each function's frame, and the real link
+reserves the deepest path.  build.json records it as ``stack_bytes``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from bench.atomic import atomic_open, write_text
 from bench.board import FIRMWARE_DIR, HOST_BOARD, REPO_ROOT, Board, load_board
 from bench.elfsize import ImageSize, measure
 from bench.exported import BenchModel, ModelFilesError, read_model
+from bench.stack_usage import StackReport, StackUsageError, compile_frames, stack_report
 from bench.toolchain import KINDS, find_toolchain, host_toolchain
 
 __all__ = ["BuildError", "BudgetError", "BuildResult", "HostBuild", "build", "build_host",
@@ -46,7 +51,7 @@ CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-
           "-Wall", "-Wextra", "-g")
 LDFLAGS = ("-Wl,--gc-sections", "-Wl,--entry=bench_entry")
 PROBE_REGION = 1 << 24        # region size for the measuring link: larger than any image
-BUILD_FORMAT = 1              # bump when build.json or the build recipe changes meaning
+BUILD_FORMAT = 2              # bump when build.json or the build recipe changes meaning
 
 
 class BuildError(Exception):
@@ -56,11 +61,12 @@ class BuildError(Exception):
 class BudgetError(BuildError):
     """The image does not fit the board; carries the numbers."""
 
-    def __init__(self, board: Board, size: ImageSize):
+    def __init__(self, board: Board, size: ImageSize, stack: int):
         self.board = board
         self.size = size
+        self.stack_bytes = stack      # measured (bench.stack_usage)
         self.flash_needed = size.flash_bytes
-        self.ram_needed = size.static_ram_bytes + board.stack_reserve
+        self.ram_needed = size.static_ram_bytes + stack
         firmware = size.flash_bytes - size.model_flash_bytes
         flash_verdict = "too big" if self.flash_needed > board.flash_size else "fits"
         ram_verdict = "too big" if self.ram_needed > board.ram_size else "fits"
@@ -69,7 +75,7 @@ class BudgetError(BuildError):
             f"flash needs {self.flash_needed} B of {board.flash_size} B "
             f"(model {size.model_flash_bytes} B + firmware {firmware} B) - {flash_verdict}; "
             f"RAM needs {self.ram_needed} B of {board.ram_size} B "
-            f"(.data {size.data_bytes} + .bss {size.bss_bytes} + stack {board.stack_reserve}; "
+            f"(.data {size.data_bytes} + .bss {size.bss_bytes} + stack {stack}, measured; "
             f"model buffers {size.model_ram_bytes} B) - {ram_verdict}; "
             f"export a smaller model (fewer channels, packed encodings) or pick a board with more "
             f"memory (potnn-bench boards)")
@@ -103,7 +109,9 @@ class BuildResult:
     ram_bytes: int            # .data + .bss + reserved stack
     ram_budget: int
     static_ram_bytes: int     # .data + .bss
-    stack_bytes: int          # stack reserved by the board file
+    stack_bytes: int          # stack reserved: the deepest path, measured (bench.stack_usage)
+    model_stack_bytes: int    # ... of which potnn_predict's own
+    firmware_stack_bytes: int  # the deepest stack with the model's frames counted as zero
     model_flash_bytes: int
     model_ram_bytes: int
     firmware_flash_bytes: int
@@ -143,7 +151,7 @@ def _defines(board_name: str, info: BenchModel, clock_hz: int, uart_base: int, b
             f"-DBENCH_NUM_CLASSES={info.num_classes}", f"-DBENCH_STACK_SIZE={stack}"]
 
 
-def _linker_script(board: Board, *, probe: bool) -> str:
+def _linker_script(board: Board, *, probe: bool, stack: int) -> str:
     """firmware/link.ld.in with the board's numbers; ``probe`` makes the regions too big to overflow."""
     fields = {
         "FLASH_ORIGIN": f"{board.flash_origin:#010x}",
@@ -151,7 +159,7 @@ def _linker_script(board: Board, *, probe: bool) -> str:
         "RAM_ORIGIN": f"{board.ram_origin:#010x}",
         "RAM_REGION": str(PROBE_REGION if probe else board.ram_size),
         "RAM_SIZE": str(board.ram_size),
-        "STACK_SIZE": str(0 if probe else board.stack_reserve),
+        "STACK_SIZE": str(0 if probe else stack),
         "CHECK_RAM": "0" if probe else "1",
     }
     text = (FIRMWARE_DIR / "link.ld.in").read_text()
@@ -259,30 +267,30 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         log.write_text("")
         chip_dir = FIRMWARE_DIR / "chips" / b.chip
         sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
-        base = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}",
-                *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, b.stack_reserve),
-                *LDFLAGS, *tc.ldflags]
+        compile_line = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}"]
 
-        def link(script_name: str, probe: bool, target: Path) -> subprocess.CompletedProcess[str]:
+        def link(script_name: str, probe: bool, target: Path, stack: int) -> subprocess.CompletedProcess[str]:
             script = out / script_name
-            script.write_text(_linker_script(b, probe=probe))
+            script.write_text(_linker_script(b, probe=probe, stack=stack))
             mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
-            return _run([*base, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources, *tc.libs], log)
+            return _run([*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack),
+                         *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources,
+                         *tc.libs], log)
 
-        proc = link("link.ld", probe=not check_ram, target=elf)
+        probe_elf = out / "probe.elf"
+        probe = link("probe.ld", probe=True, target=probe_elf, stack=0)
+        if probe.returncode != 0:
+            raise BuildError(f"build failed for {b.name} ({_first_error(probe)}); full log: {log}")
+        stack = _measure_stack(probe_elf, [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, 0)], tc.kind,
+                               sources, out)
+        size = measure(probe_elf, b.flash_origin, b.ram_origin)
+        if size.flash_bytes > b.flash_size or (check_ram and size.static_ram_bytes + stack.total > b.ram_size):
+            raise BudgetError(b, size, stack.total)
+        proc = link("link.ld", probe=not check_ram, target=elf, stack=stack.total)
         if proc.returncode != 0:
-            probe_elf = out / "probe.elf"
-            probe = link("probe.ld", probe=True, target=probe_elf)
-            if probe.returncode == 0:
-                size = measure(probe_elf, b.flash_origin, b.ram_origin)
-                if size.flash_bytes > b.flash_size or size.static_ram_bytes + b.stack_reserve > b.ram_size:
-                    raise BudgetError(b, size)
             raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
-
+        probe_elf.unlink()
         size = measure(elf, b.flash_origin, b.ram_origin)
-        over_ram = size.static_ram_bytes + b.stack_reserve > b.ram_size
-        if size.flash_bytes > b.flash_size or (check_ram and over_ram):
-            raise BudgetError(b, size)     # the linker should have refused; never ship it anyway
         bin_path, hex_path = _write_images(b, elf)
 
         result = BuildResult(
@@ -290,8 +298,9 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
             opt=opt, elf=elf, bin=bin_path, hex=hex_path, build_json=build_json, header=info.header.resolve(),
             model_hash=info.hash, input_size=info.input_size, num_classes=info.num_classes,
             flash_bytes=size.flash_bytes, flash_budget=b.flash_size,
-            ram_bytes=size.static_ram_bytes + b.stack_reserve, ram_budget=b.ram_size,
-            static_ram_bytes=size.static_ram_bytes, stack_bytes=b.stack_reserve,
+            ram_bytes=size.static_ram_bytes + stack.total, ram_budget=b.ram_size,
+            static_ram_bytes=size.static_ram_bytes, stack_bytes=stack.total,
+            model_stack_bytes=stack.model, firmware_stack_bytes=stack.firmware,
             model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
             firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
             firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
@@ -300,6 +309,14 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         record["fingerprint"] = fingerprint
         write_text(build_json, json.dumps(record, indent=2) + "\n")   # a killed build leaves no half file
         return result
+
+
+def _measure_stack(elf: Path, compile_line: list[str], kind: str, sources: list[str], out: Path) -> StackReport:
+    """The stack of the linked ``elf``, from the frames the compiler reports for ``sources``."""
+    try:
+        return stack_report(elf, compile_frames(compile_line, kind, sources, out))
+    except StackUsageError as e:
+        raise BuildError(str(e)) from None
 
 
 @contextlib.contextmanager
@@ -384,7 +401,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"  flash {r.flash_bytes:6d} / {r.flash_budget} B ({_pct(r.flash_bytes, r.flash_budget)})"
           f"   model {r.model_flash_bytes} B + firmware {r.firmware_flash_bytes} B")
     print(f"  RAM   {r.ram_bytes:6d} / {r.ram_budget} B ({_pct(r.ram_bytes, r.ram_budget)})"
-          f"   .data+.bss {r.static_ram_bytes} B (model {r.model_ram_bytes} B) + stack {r.stack_bytes} B")
+          f"   .data+.bss {r.static_ram_bytes} B (model {r.model_ram_bytes} B) + stack {r.stack_bytes} B "
+          f"(measured; potnn_predict {r.model_stack_bytes} B)")
     if not r.ram_checked:
         print("  warning: RAM budget not checked (--no-ram-check)")
     print(f"  model {r.model_hash_hex}  input {r.input_size}  classes {r.num_classes}")

@@ -147,3 +147,13 @@ def reachable_functions(elf: str | Path, root: str = "potnn_predict") -> list[st
     machine, funcs = _functions(elf)
     names = {fn.name for fn, _, _ in _walk(machine, funcs, _roots(elf, funcs, (root,)))}
     return sorted(names)
+
+
+def call_graph(elf: str | Path) -> dict[str, set[str]]:
+    """Each function of the image and the functions it calls or tail-calls directly (by name)."""
+    elf = Path(elf)
+    machine, funcs = _functions(elf)
+    graph: dict[str, set[str]] = {fn.name: set() for fn in funcs.values()}
+    for fn, _, targets in _walk(machine, funcs, list(funcs)):
+        graph[fn.name].update(funcs[t].name for t in targets if t in funcs)
+    return graph

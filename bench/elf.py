@@ -130,8 +130,10 @@ class _FunctionIndex:
 
     def __init__(self, elf: ElfFile):
         thumb = elf.machine == EM_ARM
+        # ".L" names are the assembler's local labels (clang leaves thousands in zig's objects): they
+        # name no function and would hide the function they are in.
         funcs = [((s.value & ~1) if thumb else s.value, s.size, s.name) for s in elf.symbols
-                 if s.kind == "STT_FUNC" or (s.kind == "STT_NOTYPE" and s.defined)]
+                 if (s.kind == "STT_FUNC" or (s.kind == "STT_NOTYPE" and s.defined)) and not s.name.startswith(".L")]
         funcs.sort(key=lambda f: (f[0], -f[1]))
         self._addrs = [f[0] for f in funcs]
         self._funcs = funcs

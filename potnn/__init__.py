@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .bundle import Bundle, BundleError, load_bundle
     from .codegen import ExportError, export
+    from .channel_pruning import prune_channels
+    from .checkpoint import load, save
     from .config import Config
+    from .convert import convert
     from .encoding import ENCODINGS
     from .fuse import fuse_batchnorm
     from .graph import GraphError
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from .lower import lower
     from .program import IntProgram
     from .qat import calibrate, enable_integer_sim, prepare_qat, set_mode
+    from .sensitivity import sensitivity
     from .simulate import simulate
     from .train import evaluate, train
 
@@ -35,6 +39,8 @@ _HOME: dict[str, str] = {
     "PoTGlobalAvgPool": "layers", "PoTLinear": "layers",
     "calibrate": "qat", "enable_integer_sim": "qat", "prepare_qat": "qat", "set_mode": "qat",
     "simulate": "simulate", "evaluate": "train", "train": "train",
+    "convert": "convert", "save": "checkpoint", "load": "checkpoint", "prune_channels": "channel_pruning",
+    "sensitivity": "sensitivity",
 }
 
 __all__ = sorted(_HOME)
@@ -43,8 +49,8 @@ __all__ = sorted(_HOME)
 class _Package(types.ModuleType):
     """The potnn package object: loads a public name's module on first use.
 
-    `lower`, `simulate` and `train` are both functions and submodules; the function is the public name,
-    so importing the submodule must not rebind the package attribute to it.
+    `convert`, `lower`, `simulate`, `sensitivity` and `train` are both functions and submodules; the
+    function is the public name, so importing the submodule must not rebind the package attribute to it.
     """
 
     def __getattr__(self, name: str) -> Any:

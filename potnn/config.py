@@ -7,7 +7,7 @@ nothing downstream (export in particular) can change it behind the user's back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .encoding import ENCODINGS, get_encoding
 
@@ -18,7 +18,12 @@ _IMAGE_SIDE = 16  # the default image is 16×16, the zoo's MNIST size
 class Config:
     """What the model is for: the MCU's budgets, the input format, and the weight encodings.
 
-    flash, ram: bytes the model may use on the target (the export refuses a model that needs more).
+    flash, ram: bytes the model may use (the export refuses a model that needs more, naming every budget
+        it exceeds). Given directly, they budget the model alone: its weights and code, its activation
+        buffers and logits; the firmware around it and the stack are the caller's to leave room for.
+        `Config.for_board(name)` sets them to what the model may use on that board beside the bench
+        firmware, with potnn_predict's stack counted and the flash measured (by compiling the header).
+    board: set by `Config.for_board`: the board the budgets are for (None: they budget the model alone).
     mean, std: the dataset normalisation the float model was trained with, for inputs scaled to
         [0, 1]; a scalar or one value per input channel. It is folded into the first layer, so the
         integer model and the C take raw uint8 values.
@@ -47,6 +52,34 @@ class Config:
     input_length: int | None = None
     class_names: tuple[str, ...] | None = None
     dataset: str | None = None
+    board: str | None = None
+
+    @classmethod
+    def for_board(cls, name: str, **overrides: Any) -> Config:
+        """A Config whose flash and RAM budgets are exactly what a model may use on board `name` with the
+        bench firmware (`potnn-bench build --board name`), with either toolchain.
+
+        The budgets are the board's flash and SRAM (boards/<name>.toml) less the firmware's measured
+        cost there (`[firmware]`, the largest over GCC and zig): its code, its own static RAM, and its own
+        stack. What the model then needs is counted at export, where it is known: the firmware's input and
+        logit buffers (sized by the model), and potnn_predict's stack and the model's flash as each of the
+        board's compilers present builds the header (the largest). The build measures the linked firmware's
+        stack from the same compilers' reports and reserves it, so export and build give one verdict: what
+        export accepts, the build accepts with either toolchain and runs within its stack (at the bench's
+        default -Os).
+
+        overrides: any other Config field (mean, std, input shape, encodings, ...).
+        """
+        from .boards import load_board_facts
+
+        taken = sorted({"flash", "ram", "board"} & overrides.keys())
+        if taken:
+            raise ValueError(f"Config.for_board: {', '.join(taken)} come from the board file; give a plain "
+                             "Config(flash=, ram=) to budget the model alone")
+        facts = load_board_facts(name)
+        cost = facts.worst_firmware
+        flash, ram = facts.flash_size - cost.flash, facts.ram_size - cost.ram - cost.stack
+        return cls(flash=flash, ram=ram, board=name, **overrides)
 
     def __post_init__(self) -> None:
         for name in (self.default_encoding, *self.layer_encodings.values()):

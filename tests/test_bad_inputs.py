@@ -111,12 +111,13 @@ def test_model_over_the_flash_budget_at_export(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = TinyNet().eval()
     config = potnn.Config(**CONFIG, flash=1024, layer_encodings={"fc": "fp130"})
-    potnn.calibrate(model, [(torch.rand(4, 1, 16, 16),)], config)
+    # calibrate's own dry run would refuse first (test_validation); this checks export's refusal
+    potnn.calibrate(model, [(torch.rand(4, 1, 16, 16),)], config, dry_run=False)
     potnn.prepare_qat(model, config)
     with pytest.raises(Exception) as e:
         potnn.export(model, tmp_path / "model.h", config)
     msg = _one_line(e.value, "over budget (export)")
-    assert "Config.flash is 1024" in msg and "raise Config.flash" in msg
+    assert "Config.flash is 1024" in msg and "raise the budget" in msg and "budgets the model alone" in msg
     assert not (tmp_path / "model.h").exists()
 
 

@@ -88,7 +88,7 @@ def test_the_cycle_counter_is_the_one_the_board_file_names(name: str) -> None:
 @pytest.mark.parametrize("name", list_boards())
 def test_linker_script_emulator_and_flasher_share_the_memory_map(name: str) -> None:
     board = load_board(name)
-    script = _linker_script(board, probe=False)
+    script = _linker_script(board, probe=False, stack=256)
     regions = {m[0]: (int(m[1], 16), int(m[2])) for m in
                re.findall(r"^\s*(\w+)\s*\(\w+\)\s*:\s*ORIGIN = (0x[0-9a-f]+), LENGTH = (\d+)", script, flags=re.M)}
     assert regions == {"FLASH": (board.flash_origin, board.flash_size), "RAM": (board.ram_origin, board.ram_size)}

@@ -46,7 +46,8 @@ def _check_prepared(model: nn.Module, config: Config) -> None:
     trained = getattr(model, "_potnn_config", None)
     if trained is None:
         raise ExportError("the model has not been prepared: run potnn.train, or potnn.calibrate and "
-                          "potnn.prepare_qat, before potnn.export")
+                          "potnn.prepare_qat, before potnn.export; to restore a trained model use potnn.load, or "
+                          "call potnn.prepare_qat(model, config) before model.load_state_dict")
     for what in ("mean", "std", "input_shape", "layer_encodings", "default_encoding", "per_channel"):
         a = getattr(trained, what)
         b = getattr(config, what)
@@ -83,7 +84,7 @@ def bundle_manifest(program: IntProgram, config: Config, report: ExportReport, h
         "class_names": None if config.class_names is None else list(config.class_names),
         "mean": list(config.channel_mean()), "std": list(config.channel_std()),
         "encodings": {op.name: op.encoding for op in program.ops if op.kind in ("conv", "linear")},
-        "ram_bytes": report.ram_bytes, "flash_bytes": report.flash_estimate, "stack_bytes": None,
+        "ram_bytes": report.ram_bytes, "flash_bytes": report.flash_bytes, "stack_bytes": report.stack_bytes,
         "dataset": config.dataset, "potnn_version": _potnn_version(),
     }
 
@@ -114,8 +115,11 @@ def export(model: nn.Module | IntProgram, path: str | Path, config: Config, *,
            target: Target = RV32EC_GCC) -> ExportReport:
     """Write the model as one C header at `path` and its bundle beside it (``model.h`` → ``model.potnn``).
 
-    Refuses (ExportError) a model over Config.ram/Config.flash. Neither the model nor the config is
-    changed. Returns the sizes the budgets were checked against.
+    Refuses (ExportError, naming every budget exceeded) a model over Config.ram/Config.flash: with a
+    plain Config they budget the model alone; with Config.for_board they also hold the firmware's buffers
+    the model sizes and potnn_predict's stack, and the flash is measured, by compiling the header (the
+    report's `stack_bytes` and `flash_bytes`, recorded in the bundle). Neither the model nor the config is changed. Returns the
+    sizes the budgets were checked against.
     """
     path = Path(path)
     if path.suffix == SUFFIX:

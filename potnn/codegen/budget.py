@@ -1,13 +1,22 @@
 """What an export refuses, and the fit ladder tried before refusing.
 
 The C accumulates in int32 only, so every accumulator's worst case must fit. A model must fit
-Config.ram (its activation arena and logits) and Config.flash (its weights and estimated code): before
-refusing, the generator tries slower but smaller forms, fastest first, and exports the first that fits.
+Config.ram and Config.flash: before refusing, the generator tries slower but smaller forms, fastest
+first, and exports the first that fits. A refusal names every budget exceeded at once.
+
+What the budgets hold depends on the Config. A plain Config(flash=, ram=) budgets the model alone: its
+activation arena and logits, its weights and estimated code. A Config.for_board budget is the board
+less the bench firmware's measured flash, RAM and stack (boards/*.toml `[firmware]`), so the model's
+RAM need adds what the firmware allocates for it (the input image, the logits) and potnn_predict's
+stack, and its flash is the size the board's compilers give it (potnn.codegen.compiled), the largest.
+The bench's build measures the linked firmware's stack the same way, from the same compilers' reports,
+so a model export accepts is one the build accepts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,24 +65,75 @@ def fit_ladder(program: IntProgram, target: Target) -> Iterator[FitChoice]:
             yield FitChoice(window_taps, gather_min)
 
 
-def fit(program: IntProgram, target: Target, flash: int, emit: Callable[[FitChoice], Emitter]) -> Emitter:
-    """The first form on the ladder within `flash` bytes, else the last one tried (for the refusal)."""
-    for choice in fit_ladder(program, target):
-        em = emit(choice)
-        if em.flash_bytes() <= flash:
-            break
-    return em
+ALONE = ("Config(flash=, ram=) budgets the model alone; use Config.for_board(...) to budget it with the "
+         "bench firmware and the stack")
+RAM_ADVICE = "use fewer channels or pool earlier"
+FLASH_ADVICE = "use a packed encoding (fp130, 5level, 2bit, ternary) for the large layers, or fewer channels"
 
 
-def check_budgets(config: Config, arena_bytes: int, num_classes: int, em: Emitter) -> None:
-    """Refuse a model over Config.ram or Config.flash, with the numbers and what to change."""
-    ram = arena_bytes + 4 * num_classes
-    if ram > config.ram:
-        raise ExportError(f"model needs {ram} bytes of RAM (activation buffers {arena_bytes} + logits "
-                          f"{4 * num_classes}) but Config.ram is {config.ram}: use fewer channels, pool earlier, "
-                          "or raise Config.ram")
-    flash = em.flash_bytes()
-    if flash > config.flash:
-        raise ExportError(f"model needs about {flash} bytes of flash (weights {em.weight_bytes} + code "
-                          f"~{flash - em.weight_bytes}) but Config.flash is {config.flash}: use a packed encoding "
-                          "(fp130, 5level, 2bit, ternary) for the large layers, fewer channels, or raise Config.flash")
+@dataclass(frozen=True)
+class RamNeed:
+    """The RAM a model needs, in parts: its own buffers always; the firmware's buffers that the model
+    sizes (input image, logits) and potnn_predict's stack only for a Config.for_board budget."""
+
+    arena: int
+    logits: int
+    firmware_buffers: int = 0
+    stack: int = 0
+    stack_toolchain: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.arena + self.logits + self.firmware_buffers + self.stack
+
+    def describe(self) -> str:
+        parts = f"activation buffers {self.arena} + logits {self.logits}"
+        if self.firmware_buffers:
+            parts += f" + the firmware's input and logit buffers {self.firmware_buffers}"
+        if self.stack:
+            parts += f" + potnn_predict's stack {self.stack} ({self.stack_toolchain})"
+        return f"{self.total} bytes of RAM ({parts})"
+
+
+@dataclass(frozen=True)
+class FlashNeed:
+    """The model's flash: the estimate (a plain Config), or the size one of the board's compilers made of
+    it, the largest (a Config.for_board budget)."""
+
+    total: int
+    weights: int
+    compiled_with: str = ""  # the toolchain whose measured size this is; "" for the estimate
+
+    def describe(self) -> str:
+        if self.compiled_with:
+            return (f"{self.total} bytes of flash (weights {self.weights} + code {self.total - self.weights}, "
+                    f"as {self.compiled_with} compiles it)")
+        return f"about {self.total} bytes of flash (weights {self.weights} + code ~{self.total - self.weights})"
+
+
+def estimated_flash(em: Emitter) -> FlashNeed:
+    return FlashNeed(em.flash_bytes(), em.weight_bytes)
+
+
+def over_budget(config: Config, ram: RamNeed, flash: FlashNeed) -> list[str]:
+    """Each budget the model exceeds, as a phrase with its numbers (empty: it fits)."""
+    over = []
+    if ram.total > config.ram:
+        over.append(f"{ram.describe()} but Config.ram is {config.ram}")
+    if flash.total > config.flash:
+        over.append(f"{flash.describe()} but Config.flash is {config.flash}")
+    return over
+
+
+def check_budgets(config: Config, ram: RamNeed, flash: FlashNeed) -> None:
+    """Refuse a model over Config.ram or Config.flash, naming every budget it exceeds, and what to change."""
+    over = over_budget(config, ram, flash)
+    if not over:
+        return
+    advice = [RAM_ADVICE if "RAM" in o else FLASH_ADVICE for o in over]
+    if config.board is None:
+        scope = f"or raise the budget. {ALONE}"
+    else:
+        scope = (f"or pick a board with more memory. Config.for_board({config.board!r}) leaves the model what "
+                 "the board has beside the bench firmware's own flash, RAM and stack")
+    raise ExportError(f"model needs {' and '.join(over)}: {'; '.join(advice)}, {scope}")

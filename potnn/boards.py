@@ -1,0 +1,94 @@
+"""The facts about a board that a model's budget depends on, read from the board files as data.
+
+Why here and not in the bench: `Config.for_board` must give the bytes a model may use beside the bench
+firmware, and potnn must not depend on the bench. The board files (`boards/*.toml`) stay the one home
+of chip facts; potnn reads the few it needs (memory sizes, compiler flags, and the firmware's measured
+overhead in `[firmware]`) from them. `potnn/board_files` links to the repository's `boards/` folder and
+is shipped as package data, so an installed potnn reads the same files.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BOARDS_DIR = Path(__file__).with_name("board_files")
+TOOLCHAINS = ("gnu", "zig")
+
+
+@dataclass(frozen=True)
+class FirmwareCost:
+    """What the bench firmware built with one toolchain takes besides the model, in bytes.
+
+    flash: code and constants that are not the model's (`potnn_*` symbols are the model's).
+    ram: .data + .bss that are not the model's, less its input and logits buffers (those are sized
+        by the model, so export counts them with the model).
+    stack: the firmware's deepest stack with the model's own frames counted as zero (so at least the
+        depth at which it calls potnn_predict, plus any library routine the model calls).
+    """
+
+    flash: int
+    ram: int
+    stack: int
+
+
+@dataclass(frozen=True)
+class BoardFacts:
+    """One board as a model's budget sees it."""
+
+    name: str
+    arch: str
+    flash_size: int
+    ram_size: int
+    gnu_compilers: tuple[str, ...]
+    cflags: dict[str, tuple[str, ...]]  # toolchain kind -> target flags (zig's start with -target)
+    firmware: dict[str, FirmwareCost]  # toolchain kind -> the bench firmware's measured cost
+
+    @property
+    def worst_firmware(self) -> FirmwareCost:
+        """The largest cost over the toolchains, each figure on its own: what a budget must leave free."""
+        costs = self.firmware.values()
+        return FirmwareCost(max(c.flash for c in costs), max(c.ram for c in costs), max(c.stack for c in costs))
+
+
+def board_names() -> list[str]:
+    """Every board that has a file."""
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+
+
+def _raw(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = BOARDS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
+    if name in seen:
+        raise ValueError(f"{path.name}: 'extends' loops back to {name!r}")
+    data = tomllib.loads(path.read_text())
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    merged = _raw(parent, seen + (name,))
+    for key, value in data.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
+
+
+def load_board_facts(name: str) -> BoardFacts:
+    """The facts of board `name`; a one-line ValueError names what is missing or unknown."""
+    data = _raw(name)
+    firmware = data.get("firmware", {})
+    if not firmware:
+        raise ValueError(f"boards/{name}.toml has no [firmware] overhead; measure it with "
+                         "tests/test_budgets.py and record it (boards/README.md)")
+    try:
+        costs = {kind: FirmwareCost(int(firmware[kind]["flash"]), int(firmware[kind]["ram"]),
+                                    int(firmware[kind]["stack"])) for kind in TOOLCHAINS if kind in firmware}
+        memory = data["memory"]
+        toolchain = data["toolchain"]
+        flags = {"gnu": tuple(toolchain["gnu"].get("cflags", ())),
+                 "zig": ("-target", toolchain["zig"]["target"], *toolchain["zig"].get("cflags", ()))}
+        return BoardFacts(name, data["board"]["arch"], int(memory["flash_size"]), int(memory["ram_size"]),
+                          tuple(toolchain["gnu"]["compilers"]), flags, costs)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"boards/{name}.toml lacks {e} (schema: boards/README.md)") from None
