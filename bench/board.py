@@ -80,7 +80,6 @@ class Board:
     flash_size: int
     ram_origin: int
     ram_size: int
-    stack_reserve: int
     regions: tuple[Region, ...]
     peripherals: Mapping[str, int]    # name -> base address, for every peripheral the firmware touches
     clock_hz: int
@@ -219,9 +218,6 @@ def _validate(data: Mapping[str, Any], path: Path) -> Board:
 
     flash_size = r.positive("memory", "flash_size")
     ram_size = r.positive("memory", "ram_size")
-    stack = r.positive("memory", "stack_reserve")
-    if stack >= ram_size:
-        raise BoardError(f"{path.name}: [memory] stack_reserve {stack} leaves no RAM of {ram_size}")
     flash_origin = r.address("memory", "flash_origin")
     flash_load = r.address("memory", "flash_load", flash_origin)
     aliases = set(r.addresses("memory", "flash_aliases")) | {flash_load}
@@ -248,7 +244,6 @@ def _validate(data: Mapping[str, Any], path: Path) -> Board:
         flash_size=flash_size,
         ram_origin=r.address("memory", "ram_origin"),
         ram_size=ram_size,
-        stack_reserve=stack,
         regions=_regions(r, path),
         peripherals={key: r.address("peripherals", key) for key in r.table("peripherals")},
         clock_hz=r.positive("clock", "hz"),

@@ -11,18 +11,9 @@ import torch.nn as nn
 
 import potnn
 from potnn.hostrun import run_header
+from quadrant_data import quadrant_loader
 
 
-def _loader(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Four classes of 16×16 uint8 images (the bright quadrant), normalised with mean 0.5, std 0.25."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    pixels = torch.randint(0, 80, (n, 1, 16, 16), generator=g)
-    for i, c in enumerate(labels.tolist()):
-        r, q = divmod(c, 2)
-        pixels[i, 0, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 170
-    x = (pixels.float() / 255 - 0.5) / 0.25
-    return [(x[i:i + 32], labels[i:i + 32]) for i in range(0, n, 32)]
 
 
 CONFIG = potnn.Config(mean=0.5, std=0.25)
@@ -68,8 +59,8 @@ def test_convert_refuses_what_potnn_cannot_run_naming_the_module(layer: nn.Modul
 def test_plain_sequential_goes_convert_train_export_bit_exact(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = potnn.convert(_plain_cnn())
-    potnn.train(model, _loader(512, 0), _loader(128, 1), CONFIG, float_epochs=3, qat_epochs=2, log=lambda s: None)
-    assert potnn.evaluate(model, _loader(128, 1)) > 0.9
+    potnn.train(model, quadrant_loader(512, 0), quadrant_loader(128, 1), CONFIG, float_epochs=3, qat_epochs=2, log=lambda s: None)
+    assert potnn.evaluate(model, quadrant_loader(128, 1)) > 0.9
     potnn.export(model, tmp_path / "model.h", CONFIG)
     images = np.random.default_rng(0).integers(0, 256, (32, 1, 16, 16), dtype=np.uint8)
     _, logits = run_header(tmp_path / "model.h", images, 4)

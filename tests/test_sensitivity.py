@@ -9,18 +9,11 @@ import torch
 import torch.nn as nn
 
 import potnn
+from quadrant_data import quadrant_loader
 
 CONFIG = potnn.Config(mean=0.5, std=0.25)
 
 
-def _loader(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    pixels = torch.randint(0, 80, (n, 1, 16, 16), generator=g)
-    for i, c in enumerate(labels.tolist()):
-        r, q = divmod(c, 2)
-        pixels[i, 0, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 170
-    return [((pixels[i:i + 32].float() / 255 - 0.5) / 0.25, labels[i:i + 32]) for i in range(0, n, 32)]
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +22,13 @@ def trained() -> nn.Module:
     model = potnn.convert(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                                         nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
                                         nn.Flatten(), nn.Linear(8 * 2 * 2, 4)))
-    return potnn.train(model, _loader(512, 0), _loader(128, 1), CONFIG, float_epochs=3, qat_epochs=2,
+    return potnn.train(model, quadrant_loader(512, 0), quadrant_loader(128, 1), CONFIG, float_epochs=3, qat_epochs=2,
                        log=lambda s: None)
 
 
 def test_one_row_per_layer_and_change_against_the_unmodified_model(trained: nn.Module, tmp_path: Path) -> None:
     potnn.export(trained, tmp_path / "before.h", CONFIG)
-    test = _loader(128, 1)
+    test = quadrant_loader(128, 1)
     base = potnn.evaluate(trained, test)
     table = potnn.sensitivity(trained, test, CONFIG, encodings=["unroll", "ternary"], fractions=(0.5, 0.75))
     assert list(table.columns) == ["layer", "change", "setting", "accuracy", "delta"]
