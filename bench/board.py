@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from potnn.boards import read_board_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
@@ -96,6 +97,12 @@ class Board:
     def baud(self) -> int:
         return self.uart.baud
 
+    @property
+    def link_alias(self) -> int | None:
+        """The link address when the image is linked at an alias of where it is written, else None
+        (CH32V003 links at 0 and is written at 0x08000000)."""
+        return self.flash_origin if self.flash_origin != self.flash_load else None
+
 
 def list_boards(boards_dir: Path | None = None) -> list[str]:
     """Names of the board files in ``boards_dir`` (default: the repository's ``boards/``)."""
@@ -114,38 +121,11 @@ def load_board(name: str | Path, boards_dir: Path | None = None) -> Board:
         if not path.exists():
             known = ", ".join(list_boards(directory)) or "none"
             raise BoardError(f"unknown board {str(name)!r}; known boards: {known}")
-    data = _read_with_extends(path, directory, seen=())
-    return _validate(data, path)
-
-
-def _read_with_extends(path: Path, directory: Path, seen: tuple[str, ...]) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise BoardError(f"{path.name}: not valid TOML ({e})") from None
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise BoardError(f"{path.name}: 'extends' must be a board name")
-    if parent in seen or parent == path.stem:
-        raise BoardError(f"{path.name}: 'extends' loops through {parent!r}")
-    parent_path = directory / f"{parent}.toml"
-    if not parent_path.exists():
-        raise BoardError(f"{path.name}: extends unknown board {parent!r}")
-    return _merge(_read_with_extends(parent_path, directory, seen + (path.stem,)), data)
-
-
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key; any other value (arrays included) replaces the base's."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
+        data = read_board_file(path)
+    except ValueError as e:
+        raise BoardError(str(e)) from None
+    return _validate(data, path)
 
 
 class _Reader:

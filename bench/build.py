@@ -204,9 +204,8 @@ def _write_images(board: Board, elf: Path) -> tuple[Path, Path]:
     from bench.flashers.base import FlashError
     from bench.flashers.image import FlashImage
 
-    alias = board.flash_origin if board.flash_origin != board.flash_load else None
     try:
-        image = FlashImage.from_elf(elf, board.flash_load, board.flash_size, alias_base=alias)
+        image = FlashImage.from_elf(elf, board.flash_load, board.flash_size, alias_base=board.link_alias)
     except FlashError as e:
         raise BuildError(str(e)) from None
     bin_path, hex_path = elf.with_suffix(".bin"), elf.with_suffix(".hex")

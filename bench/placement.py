@@ -49,8 +49,7 @@ def board_flasher(board: Any, pack: Path | None = None) -> Flasher:
     settings: dict[str, Any] = {
         "flash_load": board.flash_load,
         "flash_size": board.flash_size,
-        # CH32V003 links at the alias 0 and is written at 0x08000000
-        "alias_base": board.flash_origin if board.flash_origin != board.flash_load else None,
+        "alias_base": board.link_alias,
     }
     if fl.tool == "wlink":
         settings["chip"] = fl.target

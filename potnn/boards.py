@@ -58,20 +58,45 @@ def board_names() -> list[str]:
     return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
 
 
-def _raw(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = BOARDS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ValueError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
-    if name in seen:
-        raise ValueError(f"{path.name}: 'extends' loops back to {name!r}")
-    data = tomllib.loads(path.read_text())
+def read_board_file(path: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A board file's tables with its ``extends`` chain merged in (the bench reads boards through this too).
+
+    A file may ``extends = "<other board>"`` (a file beside it) and set only what differs; tables merge key
+    by key, any other value (arrays included) replaces the parent's. Faults are one-line ValueErrors.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path.name}: not valid TOML ({e})") from None
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    merged = _raw(parent, seen + (name,))
-    for key, value in data.items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    return merged
+    if not isinstance(parent, str):
+        raise ValueError(f"{path.name}: 'extends' must be a board name")
+    if parent in seen or parent == path.stem:
+        raise ValueError(f"{path.name}: 'extends' loops through {parent!r}")
+    parent_path = path.with_name(f"{parent}.toml")
+    if not parent_path.exists():
+        raise ValueError(f"{path.name}: extends unknown board {parent!r}")
+    return _merge(read_board_file(parent_path, seen + (path.stem,)), data)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _raw(name: str) -> dict[str, Any]:
+    path = BOARDS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
+    return read_board_file(path)
 
 
 def load_board_facts(name: str) -> BoardFacts:
