@@ -28,6 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+try:
+    import resource
+except ImportError:  # Windows: no output bound (the time bound still holds)
+    resource = None  # type: ignore[assignment]
+
 from intelhex import IntelHex
 from potnn.contract import model_hash
 
@@ -52,6 +57,10 @@ CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-
 LDFLAGS = ("-Wl,--gc-sections", "-Wl,--entry=bench_entry")
 PROBE_REGION = 1 << 24        # region size for the measuring link: larger than any image
 BUILD_FORMAT = 2              # bump when build.json or the build recipe changes meaning
+#: Bounds on one compiler process (``_run``): no microcontroller image comes near them (the
+#: largest ELF of a zoo build is under 1 MiB; a build takes seconds).
+COMPILER_FILE_LIMIT = 64 << 20
+COMPILER_TIME_LIMIT_S = 600
 
 
 class BuildError(Exception):
@@ -184,10 +193,32 @@ def _firmware_sources_digest() -> str:
     return _fingerprint(*(f"{p.relative_to(FIRMWARE_DIR)}".encode() + p.read_bytes() for p in files))
 
 
+def _bound_compiler() -> None:
+    """In the compiler's process, before it starts: no file it writes may pass ``COMPILER_FILE_LIMIT``."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (COMPILER_FILE_LIMIT, COMPILER_FILE_LIMIT))
+
+
 def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    """Run one compiler command, bounded in output size and time; its output goes to ``log``.
+
+    Why bounded: a header is code (README, "Trust"), and one line such as ``.space 1<<34`` or an
+    array of ``1<<(1<<34)`` bytes makes the assembler write gigabytes for minutes before any error.
+    Past a bound the build stops at once with one line that says so.
+    """
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=COMPILER_TIME_LIMIT_S,
+                              preexec_fn=_bound_compiler if resource is not None else None)
+    except subprocess.TimeoutExpired:
+        with open(log, "a") as f:
+            f.write("$ " + " ".join(argv) + f"\n[stopped after {COMPILER_TIME_LIMIT_S} s]\n\n")
+        raise BuildError(f"build stopped: the compiler ran past {COMPILER_TIME_LIMIT_S} s (a header or board file "
+                         f"that asks for that much work cannot fit a microcontroller); full log: {log}") from None
     with open(log, "a") as f:
         f.write("$ " + " ".join(argv) + "\n" + proc.stdout + proc.stderr + f"[exit {proc.returncode}]\n\n")
+    if proc.returncode != 0 and re.search(r"File size limit exceeded|File too large", proc.stdout + proc.stderr):
+        raise BuildError(f"build stopped: the compiler wrote a file past {COMPILER_FILE_LIMIT >> 20} MiB (the "
+                         "header or board file asks for more memory than any microcontroller has, e.g. a huge "
+                         f"array or .space); full log: {log}")
     return proc
 
 

@@ -7,6 +7,8 @@ subcommand is adding that function and one line to ``COMMAND_MODULES``.
 
 Errors: every failure prints exactly one line, ``potnn-bench: error: ...``, and exits with
 status 2 - never a traceback (set ``POTNN_BENCH_TRACEBACK=1`` to see one while debugging).
+Ctrl-C exits with 130 and SIGTERM with 143 (128 + signal number); both end a command the same
+way, so a run killed by a CI timeout keeps its rows and prints how to resume, like Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
-from typing import NoReturn, Sequence
+import threading
+from typing import Any, NoReturn, Sequence
+
+from bench.errors import Terminated
 
 PROG = "potnn-bench"
 
@@ -59,11 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()   # only it may install handlers
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         status = args.func(args)
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -77,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = str(e).strip()
         _fail(message if message else type(e).__name__)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return int(status or 0)
 
 

@@ -17,14 +17,14 @@ from typing import Iterator
 import capstone
 
 from bench.elf import EM_ARM, EM_RISCV, read_elf
+from potnn.codegen.multiply import MULTIPLY_HELPERS
 
 RISCV_MULDIV = frozenset({"mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu",
                           "c.mul"})
-ARM_MULDIV = frozenset({"sdiv", "udiv"})      # ARMv6-M has muls; division never exists
-HELPERS = frozenset({"__mulsi3", "__muldi3", "__divsi3", "__udivsi3", "__modsi3", "__umodsi3",
-                     "__divdi3", "__udivdi3", "__moddi3", "__umoddi3",
-                     "__aeabi_idiv", "__aeabi_uidiv", "__aeabi_idivmod", "__aeabi_uidivmod",
-                     "__aeabi_ldivmod", "__aeabi_uldivmod", "__aeabi_lmul"})
+# ARMv6-M has muls, but the contract is shifts and adds on every core (export checks the same:
+# potnn.codegen.multiply); division never exists there
+ARM_MULDIV = frozenset({"mul", "muls", "sdiv", "udiv"})
+HELPERS = MULTIPLY_HELPERS
 
 
 @dataclass(frozen=True)

@@ -152,8 +152,9 @@ def main(args: argparse.Namespace) -> int:
 def describe_figures(meta: dict[str, Any]) -> list[str]:
     """The lines `models` prints from a zoo model's meta.json: how it was trained, how it runs per board.
 
-    The per-board figures (``on_board``) are those of the last full-test-set run recorded by
-    tests/benchmarks/test_zoo_benchmark.py (emulated boards, 10,000 images).
+    The per-board figures (``on_board``: board → toolchain kind → figures) are those recorded by
+    tests/benchmarks/test_zoo_benchmark.py (emulated boards; the number of test inputs they cover is
+    printed with them).
     """
     lines = []
     if "integer_accuracy" in meta:
@@ -161,8 +162,10 @@ def describe_figures(meta: dict[str, Any]) -> list[str]:
                      f"{meta.get('test_images', '?')} "
                      f"{meta.get('dataset', 'MNIST')} test inputs; trained in {meta.get('train_seconds', '?')} s "
                      f"({meta.get('threads', '?')} thread(s), python -m potnn.zoo.train {meta.get('name', 'NAME')})")
-    for board, f in sorted(dict(meta.get("on_board", {})).items()):
-        lines.append(f"{board:<9} {100 * f['accuracy']:.2f} %, {f['mismatches']} mismatches, "
-                     f"{f['instructions']:,} instructions, {f['cycles']:,} cycles ({f['ms']:.1f} ms), "
-                     f"flash {f['flash_bytes']:,} B, RAM {f['ram_bytes']:,} + {f['stack_bytes']:,} B stack")
+    for board, by_toolchain in sorted(dict(meta.get("on_board", {})).items()):
+        for kind, f in sorted(by_toolchain.items()):
+            lines.append(f"{board:<9} {kind:<3} {100 * f['accuracy']:.2f} % of {f['images']:,}, "
+                         f"{f['mismatches']} mismatches, {f['instructions']:,} instructions, {f['cycles']:,} cycles "
+                         f"({f['ms']:.1f} ms), flash {f['flash_bytes']:,} B, RAM {f['ram_bytes']:,} + "
+                         f"{f['stack_bytes']:,} B stack")
     return lines

@@ -36,6 +36,20 @@ def placement_options() -> argparse.ArgumentParser:
     return p
 
 
+def place_options(many: bool = False) -> argparse.ArgumentParser:
+    """--place: a board of a labgrid farm instead of this computer's (flash, run; nightly takes several)."""
+    p = _group()
+    if many:
+        p.add_argument("--place", nargs="+", metavar="NAME", default=None,
+                       help="labgrid places to spread the jobs over (each tagged board=<board>; the coordinator "
+                            "is LG_COORDINATOR); boards without a free place run as without --place")
+    else:
+        p.add_argument("--place", metavar="NAME", default=None,
+                       help="run on this labgrid place (acquired through the coordinator at LG_COORDINATOR, "
+                            "released on exit); overrides --emulator")
+    return p
+
+
 def emulator_only_options() -> argparse.ArgumentParser:
     """--emulator for commands that never touch hardware (fuzz)."""
     p = _group()
@@ -62,13 +76,14 @@ def results_options() -> argparse.ArgumentParser:
     return p
 
 
-def data_options() -> argparse.ArgumentParser:
-    """--data: the test inputs streamed to the model (run, flash, nightly; see ``bench.dataset``)."""
+def data_options(many: bool = False) -> argparse.ArgumentParser:
+    """--data: the test inputs streamed to the model (run, flash; nightly takes several; see ``bench.dataset``)."""
     p = _group()
-    p.add_argument("--data", metavar="NPZ|NAME", default=None,
-                   help="test data: a .npz with x (uint8 [N, *input_shape]) and optional y (labels [N]), or a "
-                        "registered dataset (mnist16, digits8, basicmotions); default: the dataset the model's "
-                        "manifest names")
+    p.add_argument("--data", metavar="NPZ|NAME", default=None, nargs="+" if many else None,
+                   help=("each of these for every model; " if many else "")
+                   + "test data: a .npz with x (uint8 [N, *input_shape]) and optional y (labels [N]), or a "
+                     "registered dataset (mnist16, digits8, basicmotions); default: the dataset the model's "
+                     "manifest names")
     return p
 
 
@@ -92,4 +107,13 @@ def threshold_options() -> argparse.ArgumentParser:
                    help="flash, RAM and stack may each grow by this many bytes (default 0)")
     p.add_argument("--allow-mismatches", action="store_true",
                    help="do not fail when board logits differ from potnn.simulate")
+    return p
+
+
+def profile_options() -> argparse.ArgumentParser:
+    """--profile: the per-layer table of a run (run; ``bench.profile``)."""
+    p = _group()
+    p.add_argument("--profile", action="store_true",
+                   help="print instructions, cycles and stack per layer of the model (runs on the unicorn "
+                        "emulator, whose cycle model charges each layer; summary.json keeps them as `layers`)")
     return p

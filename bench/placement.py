@@ -14,9 +14,10 @@ emulator") must be able to trust that results say ``backend: unicorn``.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import bench.emulator
 from bench.errors import RunError
@@ -37,6 +38,9 @@ class Placement:
     flasher: Flasher | None = None
     probe: Probe | None = None
     note: str | None = None  # the one line said to the user about the choice
+    #: How to reach a board that is not on this computer (``bench.farm``: a labgrid place);
+    #: called as ``opener(board, elf, flash, timeout_s, say)``, it yields the ``Link``.
+    opener: Callable[..., ContextManager[Link]] | None = None
 
     @property
     def hardware(self) -> bool:
@@ -140,6 +144,12 @@ def connect(board: Any, elf: Path, placement: Placement, port: str | None = None
     """Program (hardware) or boot (emulator) ``elf`` and yield an open serial link to it."""
     import serial
 
+    if placement.opener is not None:
+        if port is not None:
+            raise FlashError("--port names a local serial port; a farm place brings its own (leave out --port)")
+        with placement.opener(board, elf, flash, timeout_s, say) as link:
+            yield link
+        return
     baud = int(board.baud)
     if placement.hardware:
         report = None
@@ -171,3 +181,26 @@ def check_model(info: Any, expected_hash: int, header: Path) -> None:
     if int(info.model_hash) != int(expected_hash):
         raise RunError(f"the board runs firmware built from model {int(info.model_hash):08x}, but {header} "
                        f"is model {int(expected_hash):08x}: flash it first (potnn-bench flash, or drop --no-flash)")
+
+
+def check_port(port: str | None, emulator: str) -> None:
+    """Refuse, before any work, a ``--port`` no run can use: one naming no device, or one beside an emulator.
+
+    Why: a mistyped port used to be ignored when no probe was found, and the run went to the
+    emulator with exit status 0. (After ``place``, ``require_board_for_port`` covers auto.)
+    """
+    if port is None:
+        return
+    if emulator in EMULATORS:
+        raise RunError(f"--port {port} is a board's UART, but --emulator {emulator} runs no board: "
+                       "leave out one of them")
+    if "://" not in port and os.name != "nt" and not Path(port).exists():
+        raise RunError(f"--port {port}: no such device; list the serial ports with "
+                       "`python -m serial.tools.list_ports`, or leave out --port to find the board's UART by USB id")
+
+
+def require_board_for_port(port: str | None, placement: Placement) -> None:
+    """``--port`` with ``--emulator auto`` and no probe found: an error, never a silent emulator run."""
+    if port is not None and not placement.hardware:
+        raise RunError(f"--port {port} names a board's UART, but {placement.note or 'no board is used'}: "
+                       "connect the probe, or leave out --port to run on the emulator")

@@ -2,7 +2,7 @@
 
 Why a plain directory of CSV and JSON: every tool (pandas, a spreadsheet, ``grep``) can read it,
 a partial run is still readable, and two runs never share a file, so nightly jobs and people
-can run side by side without locking.
+can run side by side; only the writers of one run (a run and its ``--resume``) take its lock.
 
 Layout of ``results/<run-id>/`` (run-id = ``YYYYMMDDTHHMMSSZ-<board>-<model>-<6 hex>``, UTC)::
 
@@ -19,6 +19,8 @@ Layout of ``results/<run-id>/`` (run-id = ``YYYYMMDDTHHMMSSZ-<board>-<model>-<6 
     summary.json  written (atomically) only when the run completed: its presence is what marks
                   a run as complete. Keys: see ``SUMMARY_KEYS`` plus the extra
                   keys of run.json.
+    run.lock      held (``flock``) by the one process that writes the run, naming it (pid, host,
+                  start time); the kernel releases it when that process ends (``bench.runlock``).
 
 ``rows.csv`` columns (header line first, comma separated, ``\\n`` line ends)::
 
@@ -34,7 +36,8 @@ Layout of ``results/<run-id>/`` (run-id = ``YYYYMMDDTHHMMSSZ-<board>-<model>-<6 
 Read it with ``pandas.read_csv(path)``; empty cells read as NaN. Rows are in the order they
 arrived; after a resume they are still unique per ``index``. A run killed in the middle of a
 write can leave a last line without its newline: readers drop it for an incomplete run (and
-``--resume`` truncates it), and treat it as corruption in a completed one.
+``--resume`` truncates it), and treat it as corruption in a completed one. An empty rows.csv
+(killed between run.json and the header line) is an incomplete run with no rows yet.
 
 Accuracy figures are fractions in [0, 1] (null without labels: the run then reports only its
 agreement with the reference); times are ISO 8601 UTC strings.
@@ -49,6 +52,7 @@ import os
 import re
 import secrets
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,10 +116,22 @@ def logit_columns(num_classes: int) -> list[str]:
 
 
 def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
-    """Write JSON so a reader sees the old file or the new one, never half of one."""
-    with atomic_open(path, "w") as f:
+    """Write JSON so a reader sees the old file or the new one, never half of one.
+
+    A failed write (a full disk) raises OSError naming ``path``, not the hidden temporary file.
+    """
+    with _naming(path), atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write("\n")
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError with ``path`` as its file name: the file the user knows."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def _json_default(o: Any) -> Any:
@@ -168,11 +184,14 @@ class Row:
 
 
 class RowWriter:
-    """Appends rows to rows.csv, each one flushed and fsynced before the next image is sent.
+    """Appends rows to rows.csv, each one written whole, flushed and fsynced before the next image is sent.
 
     Why per row: a run on hardware can take an hour; a pulled cable or Ctrl-C must cost at most
     the image in flight. 10 000 fsyncs cost well under the UART time of the images themselves.
     Opening an existing file (resume) first cuts a torn last line so every line stays whole.
+    Why raw ``os.write`` and no buffer: a write that fails (a full disk) is cut back to the last
+    whole line at once, and nothing is left in a buffer to be written half later, on close.
+    A failed write raises OSError naming rows.csv (``filename``), so the run can say which file.
     """
 
     def __init__(self, path: Path, num_classes: int, fsync: bool = True) -> None:
@@ -184,18 +203,29 @@ class RowWriter:
             truncate_torn_tail(self.path)
             with open(self.path, "r", encoding="utf-8", newline="") as f:
                 header = f.readline().rstrip("\n").split(",")
-            if header != self.columns:
+            if header != [""] and header != self.columns:
                 raise ResultsError(self.path, f"columns {header} differ from {self.columns}")
-        self._f = open(self.path, "a", encoding="utf-8", newline="")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size     # the end of the last whole line
         self.rows_written = 0       # rows appended through this writer (not counting a resumed file's)
-        if not existed or self._f.tell() == 0:
+        if self._size == 0:
             self._write_line(self.columns)
 
     def _write_line(self, cells: Iterable[str]) -> None:
-        self._f.write(",".join(cells) + "\n")
-        self._f.flush()
-        if self._fsync:
-            os.fsync(self._f.fileno())
+        assert self._fd is not None, "RowWriter is closed"
+        data = memoryview((",".join(cells) + "\n").encode("utf-8"))
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, self._size)  # cutting frees space: works on a full disk
+            except OSError:
+                pass  # the torn line is cut by the next --resume instead
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
+        self._size = os.fstat(self._fd).st_size
 
     def append(self, row: Row) -> None:
         cells = row.cells()
@@ -205,8 +235,9 @@ class RowWriter:
         self.rows_written += 1
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> "RowWriter":
         return self
@@ -243,6 +274,9 @@ def truncate_torn_tail(path: Path) -> int:
 def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     """Read and validate rows.csv; every problem becomes a ResultsError naming the file and line.
 
+    ``allow_torn_tail`` (an incomplete run): a last line without its newline is dropped, and an
+    empty file (or one whose header line is torn) reads as no rows.
+
     Validation is done here rather than trusting pandas because a silently mis-parsed file
     would turn into wrong accuracy figures in a report, which is worse than no report.
     """
@@ -261,6 +295,9 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
         if not allow_torn_tail:
             raise ResultsError(path, "last line is incomplete (file truncated?)")
         text = text[: text.rfind("\n") + 1]
+    if not text and allow_torn_tail:
+        # killed (or out of disk space) between run.json and rows.csv's header line: no rows yet
+        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in BASE_COLUMNS})
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -362,11 +399,18 @@ class RunRecord:
 
 
 def load_run(run_dir: Path, with_failures: bool = True) -> RunRecord:
-    """Read one run directory, validating everything a report will rely on."""
+    """Read one run directory, validating everything a report will rely on.
+
+    What a crash can leave is read as the run it is: a torn last row or an empty rows.csv of an
+    incomplete run, a complete run whose run.json was lost (summary.json holds its keys).
+    """
     run_dir = Path(run_dir)
-    meta = read_json(run_dir / RUN_JSON)
     summary_path = run_dir / SUMMARY_JSON
     summary = read_json(summary_path) if summary_path.exists() else None
+    if summary is not None and not (run_dir / RUN_JSON).exists():
+        meta = dict(summary)    # summary.json holds every key of run.json: the run is still whole
+    else:
+        meta = read_json(run_dir / RUN_JSON)
     if summary is not None:
         missing = [k for k in SUMMARY_KEYS if k not in summary]
         if missing:
@@ -429,7 +473,8 @@ def create_run(results_dir: Path, meta: Mapping[str, Any]) -> Path:
 
 def write_failures(run_dir: Path, indices: Sequence[int], images: np.ndarray) -> None:
     """Store the failed inputs, of any shape, next to the rows (atomically, like the JSON files)."""
-    with atomic_open(Path(run_dir) / FAILURES_NPZ, "wb") as f:
+    path = Path(run_dir) / FAILURES_NPZ
+    with _naming(path), atomic_open(path, "wb") as f:
         np.savez_compressed(f, index=np.asarray(indices, dtype=np.int64),
                             images=np.asarray(images, dtype=np.uint8))
 

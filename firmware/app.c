@@ -1,10 +1,17 @@
 /*
  * app.c - the bench application, shared by every chip and by the host build.
  *
- * Loop: poll the UART, feed the frame parser, answer INFO and INFER requests (PROTOCOL.md).
+ * Loop: poll the UART, feed the frame parser, answer INFO, LOAD and INFER requests (PROTOCOL.md).
  * Polled I/O only, no interrupts, so the emulator and the hardware see the same program.
  *
- * Cycle measurement: the cycle counter is read exactly twice per INFER request, immediately
+ * The image arrives in LOAD chunks, so that a lossy link costs a chunk, not the whole image.
+ * The board keeps the first `loaded` bytes it has taken and answers every LOAD with that
+ * count.  The parser stores each frame's payload right behind them (request + loaded), so a
+ * frame corrupted on the way can only scribble on bytes not taken yet.  INFER runs the model
+ * once the image is complete; asked again before the next image is complete it repeats its
+ * last answer, so a lost answer costs a resend, not another inference.
+ *
+ * Cycle measurement: the cycle counter is read exactly twice per inference, immediately
  * before and immediately after the potnn_predict() call, and nowhere else in the loop.
  * potnn_predict lives in another translation unit (model.c), so the compiler cannot move
  * model code across those two volatile reads.
@@ -14,15 +21,15 @@
 #include "port.h"
 #include "protocol.h"
 
-#define BENCH_FW_VERSION 0x0100u   /* major.minor = 1.0 */
+#define BENCH_FW_VERSION 0x0200u   /* major.minor = 2.0 */
 
 #if !defined(BENCH_INPUT_SIZE) || !defined(BENCH_NUM_CLASSES) || !defined(BENCH_MODEL_HASH)
 #error "build with -DBENCH_INPUT_SIZE, -DBENCH_NUM_CLASSES and -DBENCH_MODEL_HASH (bench/build.py)"
 #endif
-#if BENCH_INPUT_SIZE < 1 || BENCH_INPUT_SIZE > PROTO_MAX_PAYLOAD
+#if BENCH_INPUT_SIZE < 1 || BENCH_INPUT_SIZE + 2 > PROTO_MAX_PAYLOAD
 #error "model input does not fit one protocol frame"
 #endif
-#if BENCH_NUM_CLASSES < 1 || (8 + 4 * BENCH_NUM_CLASSES) > PROTO_MAX_PAYLOAD
+#if BENCH_NUM_CLASSES < 1 || (10 + 4 * BENCH_NUM_CLASSES) > PROTO_MAX_PAYLOAD
 #error "model logits do not fit one protocol frame"
 #endif
 
@@ -38,11 +45,14 @@
 /* Defined by the exported model header, compiled in model.c. */
 int potnn_predict(const uint8_t *input, int32_t *logits);
 
-static uint8_t request[BENCH_INPUT_SIZE];     /* frame payload; the image for INFER */
+static uint8_t request[BENCH_INPUT_SIZE + 2]; /* the image, then room for a chunk's offset */
 static int32_t logits[BENCH_NUM_CLASSES];
 static struct proto_rx rx;
-static struct proto_tx tx;
 static uint16_t naks_sent;                    /* saturating, reported by INFO */
+static uint16_t loaded;                       /* image bytes taken, from offset 0 */
+static uint16_t answer_class;                 /* the last inference: class, cycles, */
+static uint32_t answer_cycles;
+static uint16_t answer_crc;                   /* and the CRC-16 of its image */
 
 /* INFO payload bytes 0..19: fixed when the image is built (PROTOCOL.md, "INFO_RESP"). */
 static const uint8_t info_fixed[20] = {
@@ -52,9 +62,9 @@ static const uint8_t info_fixed[20] = {
     LE16(BENCH_NUM_CLASSES),
     LE32((uint32_t)PORT_CORE_CLOCK_HZ),
     LE16(BENCH_STACK_SIZE),
-    LE16(BENCH_INPUT_SIZE),                   /* rx capacity = the request buffer */
+    LE16(BENCH_INPUT_SIZE + 2),               /* rx capacity: a whole image in one chunk */
     PORT_COUNTER_BITS,
-    0                                         /* flags: none defined in version 1 */
+    0                                         /* flags: none defined in version 2 */
 };
 
 /* INFO payload tail: board name, length-prefixed. */
@@ -70,67 +80,98 @@ static void send_nak(uint8_t reason, uint8_t type, uint16_t detail)
     payload[3] = (uint8_t)(detail >> 8);
     if (naks_sent != 0xFFFFu)
         naks_sent++;
-    proto_tx_begin(&tx, PROTO_NAK, sizeof payload);
-    proto_tx_bytes(&tx, payload, sizeof payload);
-    proto_tx_end(&tx);
+    proto_tx_begin(PROTO_NAK, sizeof payload);
+    proto_tx_bytes(payload, sizeof payload);
+    proto_tx_end();
 }
 
 static void send_info(void)
 {
     uint16_t name_len = (uint16_t)(sizeof board_name - 1u);
 
-    proto_tx_begin(&tx, PROTO_INFO_RESP, (uint16_t)(sizeof info_fixed + 7u + name_len));
-    proto_tx_bytes(&tx, info_fixed, sizeof info_fixed);
-    proto_tx_le(&tx, port_stack_high_water(), 2);
-    proto_tx_le(&tx, rx.dropped, 2);
-    proto_tx_le(&tx, naks_sent, 2);
-    proto_tx_u8(&tx, (uint8_t)name_len);
-    proto_tx_bytes(&tx, (const uint8_t *)board_name, name_len);
-    proto_tx_end(&tx);
+    proto_tx_begin(PROTO_INFO_RESP, (uint16_t)(sizeof info_fixed + 7u + name_len));
+    proto_tx_bytes(info_fixed, sizeof info_fixed);
+    proto_tx_le(port_stack_high_water(), 2);
+    proto_tx_le(rx.dropped, 2);
+    proto_tx_le(naks_sent, 2);
+    proto_tx_u8((uint8_t)name_len);
+    proto_tx_bytes((const uint8_t *)board_name, name_len);
+    proto_tx_end();
+}
+
+/* LOAD: take the chunk if it continues the image (offset == loaded); a chunk at offset 0 that
+ * does not starts a new image (the host sends it again).  Either way, say how much is held. */
+static void take_chunk(void)
+{
+    uint16_t n = (uint16_t)(rx.length - 2u);
+    uint16_t offset = (uint16_t)(rx.payload[n] | (rx.payload[n + 1u] << 8));
+
+    if (offset == loaded)
+        loaded = (uint16_t)(loaded + n);
+    else if (offset == 0)
+        loaded = 0;
+    proto_tx_begin(PROTO_LOAD_RESP, 2);
+    proto_tx_le(loaded, 2);
+    proto_tx_end();
 }
 
 static void run_inference(void)
 {
     uint32_t t0, t1;
-    int cls;
-    uint16_t i;
+    const uint8_t *p;
+    uint16_t crc = 0xFFFFu;
+
+    for (p = request; p < request + BENCH_INPUT_SIZE; p++)
+        crc = proto_crc16(crc, *p);
+    answer_crc = crc;
 
     t0 = PORT_CYCLE_COUNTER();
-    cls = potnn_predict(request, logits);
+    answer_class = (uint16_t)potnn_predict(request, logits);
     t1 = PORT_CYCLE_COUNTER();
 
-    proto_tx_begin(&tx, PROTO_INFER_RESP, (uint16_t)(8u + 4u * BENCH_NUM_CLASSES));
-    proto_tx_le(&tx, (uint32_t)cls, 2);
-    proto_tx_le(&tx, BENCH_NUM_CLASSES, 2);
-    proto_tx_le(&tx, PORT_CYCLES_ELAPSED(t0, t1), 4);
+    answer_cycles = PORT_CYCLES_ELAPSED(t0, t1);
+    loaded = 0;                               /* the next LOAD at offset 0 begins a new image */
+}
+
+static void send_answer(void)
+{
+    uint16_t i;
+
+    proto_tx_begin(PROTO_INFER_RESP, (uint16_t)(10u + 4u * BENCH_NUM_CLASSES));
+    proto_tx_le(answer_class, 2);
+    proto_tx_le(BENCH_NUM_CLASSES, 2);
+    proto_tx_le(answer_cycles, 4);
     for (i = 0; i < BENCH_NUM_CLASSES; i++)
-        proto_tx_le(&tx, (uint32_t)logits[i], 4);
-    proto_tx_end(&tx);
+        proto_tx_le((uint32_t)logits[i], 4);
+    proto_tx_le(answer_crc, 2);
+    proto_tx_end();
 }
 
 static void handle_frame(void)
 {
+    uint8_t type = rx.type;
+
     if (rx.version != PROTO_VERSION) {
-        send_nak(PROTO_NAK_BAD_VERSION, rx.type, PROTO_VERSION);
-        return;
-    }
-    switch (rx.type) {
-    case PROTO_INFO_REQ:
-        if (rx.length != 0)
-            send_nak(PROTO_NAK_BAD_LENGTH, rx.type, 0);
+        send_nak(PROTO_NAK_BAD_VERSION, type, PROTO_VERSION);
+    } else if (type == PROTO_LOAD_REQ) {
+        if (rx.length < 2u)
+            send_nak(PROTO_NAK_BAD_LENGTH, type, 2);
         else
-            send_info();
-        break;
-    case PROTO_INFER_REQ:
-        if (rx.length != BENCH_INPUT_SIZE)
-            send_nak(PROTO_NAK_BAD_LENGTH, rx.type, BENCH_INPUT_SIZE);
-        else
+            take_chunk();
+    } else if (type != PROTO_INFO_REQ && type != PROTO_INFER_REQ) {
+        send_nak(PROTO_NAK_UNKNOWN_TYPE, type, 0);
+    } else if (rx.length != 0) {
+        send_nak(PROTO_NAK_BAD_LENGTH, type, 0);
+    } else if (type == PROTO_INFO_REQ) {
+        send_info();
+    } else {
+        if (loaded == BENCH_INPUT_SIZE)
             run_inference();
-        break;
-    default:
-        send_nak(PROTO_NAK_UNKNOWN_TYPE, rx.type, 0);
-        break;
+        send_answer();
     }
+    /* The next frame's payload lands behind the bytes taken. */
+    rx.payload = request + loaded;
+    rx.capacity = (uint16_t)(sizeof request - loaded);
 }
 
 void bench_run(void)
@@ -138,8 +179,8 @@ void bench_run(void)
     uint32_t idle_polls = 0;
     uint8_t byte;
 
-    tx.put = port_uart_putc;
-    proto_rx_init(&rx, request, BENCH_INPUT_SIZE);
+    loaded = 0;                               /* (zero after reset; the fuzz harness re-enters) */
+    proto_rx_init(&rx, request, sizeof request);
 
     for (;;) {
         if (!port_uart_getc(&byte)) {
@@ -158,8 +199,8 @@ void bench_run(void)
         case PROTO_EV_BAD_CRC:
             send_nak(PROTO_NAK_BAD_CRC, rx.type, 0);
             break;
-        case PROTO_EV_BAD_LENGTH:
-            send_nak(PROTO_NAK_BAD_LENGTH, rx.type, rx.capacity);
+        case PROTO_EV_TOO_LONG:
+            send_nak(PROTO_NAK_TOO_LONG, rx.type, rx.capacity);
             break;
         default:
             break;

@@ -97,7 +97,7 @@ enum proto_event proto_rx_feed(struct proto_rx *rx, uint8_t byte)
             rx->length = (uint16_t)(rx->length | ((uint16_t)byte << 8));
             if (rx->length > rx->capacity) {
                 rx->state = ST_HUNT;
-                return PROTO_EV_BAD_LENGTH;
+                return PROTO_EV_TOO_LONG;
             }
         }
         return PROTO_EV_NONE;
@@ -113,40 +113,41 @@ enum proto_event proto_rx_feed(struct proto_rx *rx, uint8_t byte)
     return rx->crc == 0 ? PROTO_EV_FRAME : PROTO_EV_BAD_CRC;
 }
 
-PROTO_NOINLINE void proto_tx_u8(struct proto_tx *tx, uint8_t value)
+static uint16_t tx_crc;
+
+PROTO_NOINLINE void proto_tx_u8(uint8_t value)
 {
-    tx->crc = proto_crc16(tx->crc, value);
-    tx->put(value);
+    tx_crc = proto_crc16(tx_crc, value);
+    port_uart_putc(value);
 }
 
-void proto_tx_le(struct proto_tx *tx, uint32_t value, uint8_t count)
+void proto_tx_le(uint32_t value, uint8_t count)
 {
     while (count--) {
-        proto_tx_u8(tx, (uint8_t)value);
+        proto_tx_u8((uint8_t)value);
         value >>= 8;
     }
 }
 
-void proto_tx_bytes(struct proto_tx *tx, const uint8_t *bytes, uint16_t count)
+void proto_tx_bytes(const uint8_t *bytes, uint16_t count)
 {
     while (count--)
-        proto_tx_u8(tx, *bytes++);
+        proto_tx_u8(*bytes++);
 }
 
-void proto_tx_begin(struct proto_tx *tx, uint8_t type, uint16_t length)
+void proto_tx_begin(uint8_t type, uint16_t length)
 {
-    tx->put(PROTO_SYNC0);
-    tx->put(PROTO_SYNC1);
-    tx->crc = 0xFFFFu;
-    proto_tx_u8(tx, PROTO_VERSION);
-    proto_tx_u8(tx, type);
-    proto_tx_le(tx, length, 2);
+    port_uart_putc(PROTO_SYNC0);
+    port_uart_putc(PROTO_SYNC1);
+    tx_crc = 0xFFFFu;
+    proto_tx_u8(PROTO_VERSION);
+    proto_tx_u8(type);
+    proto_tx_le(length, 2);
 }
 
-void proto_tx_end(struct proto_tx *tx)
+void proto_tx_end(void)
 {
-    uint16_t crc = tx->crc;
-
-    tx->put((uint8_t)(crc >> 8));
-    tx->put((uint8_t)crc);
+    port_uart_putc((uint8_t)(tx_crc >> 8));
+    port_uart_putc((uint8_t)tx_crc);
+    proto_tx_le(0, PROTO_TX_PAD);         /* the padding zeros (the CRC they update is not sent) */
 }

@@ -15,6 +15,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .auto_fit import FitReport
     from .bundle import Bundle, BundleError, load_bundle
     from .codegen import ExportError, export
     from .channel_pruning import prune_channels
@@ -40,7 +41,7 @@ _HOME: dict[str, str] = {
     "calibrate": "qat", "enable_integer_sim": "qat", "prepare_qat": "qat", "set_mode": "qat",
     "simulate": "simulate", "evaluate": "train", "train": "train",
     "convert": "convert", "save": "checkpoint", "load": "checkpoint", "prune_channels": "channel_pruning",
-    "sensitivity": "sensitivity",
+    "sensitivity": "sensitivity", "FitReport": "auto_fit",
 }
 
 __all__ = sorted(_HOME)

@@ -159,15 +159,15 @@ class PoTLayer(QuantModule):
     def set_alpha(self, alpha: float) -> None:
         self.alpha_log2.fill_(math.log2(alpha))
 
-    def folded_weight_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float64 weight and bias in raw-pixel units when the input normalisation is folded in here."""
+    def folded_weight(self) -> torch.Tensor:
+        """Float64 weight in raw-pixel units (input normalisation folded in, when this layer takes the input)."""
         w = self.weight.double()
-        b = self.bias.double() if self.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
         fold = self._potnn_fold
-        if fold is not None:
-            b = b - (w * fold.weight_mean / fold.weight_std).reshape(w.shape[0], -1).sum(1)
-            w = w / (255.0 * fold.weight_std)
-        return w, b
+        return w if fold is None else w / (255.0 * fold.weight_std)
+
+    def _float_bias(self) -> torch.Tensor:
+        w = self.weight
+        return self.bias.double() if self.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
 
     def channel_scale(self) -> torch.Tensor:
         """Each output channel's weight scale, alpha * 2**channel_shift (float64): folded weights ≈ it * levels."""
@@ -175,7 +175,7 @@ class PoTLayer(QuantModule):
 
     def latent_weight(self, levels: torch.Tensor) -> torch.Tensor:
         """The `weight` whose folded value is exactly `levels` (integer levels, weight-shaped) times the
-        channel scale: folded_weight_bias undone, for code that sets weights to chosen levels."""
+        channel scale: folded_weight undone, for code that sets weights to chosen levels."""
         unit = self.channel_scale().view((-1,) + (1,) * (self.weight.dim() - 1)).expand(self.weight.shape)
         fold = self._potnn_fold
         if fold is not None:
@@ -186,11 +186,19 @@ class PoTLayer(QuantModule):
         """Integer weights, bias and shifts of this layer, from its float state (the lowering calls this)."""
         alpha = self.alpha
         alpha_c = self.channel_scale()
-        w, b = self.folded_weight_bias()
+        w = self.folded_weight()
         wview = (-1,) + (1,) * (w.dim() - 1)
         q = quantizer.quantize_weights(w / alpha_c.view(wview), self.encoding or "unroll", exact)
         s_in = self.input_scale()
-        bias = quantizer.round_half_up(b / (alpha_c * s_in), exact)
+        bias = self._float_bias() / (alpha_c * s_in)
+        fold = self._potnn_fold
+        if fold is not None:
+            # The normalisation's offset, -sum(w * mean / std), is taken through the *quantized* weights: the
+            # float model then differs from the integer one by the weight error times the centred input, not
+            # times the raw 0..255 input (whose mean term is large wherever a channel's std is small).
+            offset = 255.0 * (q.to(torch.float64) * fold.weight_mean.to(q.device)).reshape(q.shape[0], -1).sum(1)
+            bias = bias - offset / s_in
+        bias = quantizer.round_half_up(bias, exact)
         if self._potnn_final:
             return IntParams(q, bias, None, s_in, alpha * s_in)
         shift = self.act_shift - self.channel_shift

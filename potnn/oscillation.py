@@ -84,6 +84,6 @@ class OscillationFreezer:
 
 def _levels(layer: PoTLayer) -> tuple[torch.Tensor, torch.Tensor]:
     """(integer levels, folded weights in level units) of `layer`, rounded as its integer model rounds them."""
-    w, _ = layer.folded_weight_bias()
+    w = layer.folded_weight()
     scaled = w / layer.channel_scale().view((-1,) + (1,) * (w.dim() - 1))
     return quantize_weights(scaled, layer.encoding or "unroll", exact=True), scaled

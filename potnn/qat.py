@@ -67,7 +67,7 @@ def ensure_captured(model: nn.Module, config: Config) -> Graph:
 @torch.no_grad()
 def init_weight_scale(layer: PoTLayer, per_channel: bool) -> None:
     """Choose the weight scale (and per-channel power-of-two factors) minimising the weights' squared error."""
-    w, _ = layer.folded_weight_bias()
+    w = layer.folded_weight()
     flat = w.reshape(w.shape[0], -1)
     shifts = torch.zeros(w.shape[0], dtype=torch.int64)
     if per_channel and not layer._potnn_final:

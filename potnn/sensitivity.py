@@ -30,11 +30,14 @@ def _with_encoding(model: nn.Module, path: str, encoding: str, config: Config) -
     """A copy of `model` whose layer `path` uses `encoding`, its weight scale re-fitted to that encoding's levels.
 
     The layer's output shift absorbs the change of scale (to the nearest power of two), so the tensors
-    after it keep their integer range and the layers after it need no recalibration.
+    after it keep their integer range and the layers after it need no recalibration. The layer's own
+    encoding keeps its trained scale: that row is the model as it is.
     """
     changed = copy.deepcopy(model)
     layer = changed.get_submodule(path)
     assert isinstance(layer, PoTLayer)
+    if encoding == (layer.encoding or config.encoding_for(path)):
+        return changed
     old_alpha = float(layer.alpha.detach())
     layer.encoding = encoding
     init_weight_scale(layer, config.per_channel)

@@ -1,6 +1,7 @@
 """`potnn.train`: the one-call pipeline — float training, calibration, QAT, exact integer check.
 
-float epochs → BatchNorm folding → calibration → QAT epochs (weights and activations quantized
+float epochs → BatchNorm folding → (with encodings="auto": the choice of encodings and pruning that
+fits the budgets, potnn.auto_fit) → calibration → QAT epochs (weights and activations quantized
 from the first QAT step) → integer simulation. Each epoch prints its loss and test accuracy; the
 last line is the accuracy of the exact integer model, i.e. what the MCU will score.
 """
@@ -8,14 +9,18 @@ last line is the accuracy of the exact integer model, i.e. what the MCU will sco
 from __future__ import annotations
 
 import copy
+import itertools
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .auto_fit import check_can_fit, fit_budget
 from .config import Config
+from .encoding import ENCODINGS
+from .evaluation import evaluate
 from .fuse import fuse_batchnorm, replace_global_pooling
 from .oscillation import OscillationFreezer
 from .qat import calibrate, enable_integer_sim, ensure_captured, prepare_qat, set_mode
@@ -27,20 +32,6 @@ def _device(device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "cpu") -> float:
-    """Top-1 accuracy (0..1) of `model` on `loader` in the model's current mode."""
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        out = model(x.to(device))
-        correct += int((out.argmax(1).cpu() == y).sum())
-        total += len(y)
-    model.train(was_training)
-    return correct / max(total, 1)
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
@@ -101,11 +92,29 @@ def _fit(model: nn.Module, loader: Iterable, test_loader: Iterable, epochs: int,
             f"({time.time() - start:.1f}s){notes}")
 
 
+def _check_auto(encodings: str | Sequence[str] | None, sparsity: Mapping[str, float] | str | None,
+                max_instructions: int | None) -> Sequence[str] | None:
+    """The candidate encodings of an automatic fit (None: each layer keeps Config's), arguments checked."""
+    if isinstance(sparsity, str) and sparsity != "auto":
+        raise ValueError(f"train: sparsity must be a mapping of layer paths to fractions, or 'auto', got {sparsity!r}")
+    if isinstance(encodings, str) and encodings != "auto":
+        raise ValueError(f"train: encodings must be 'auto' or a list of encodings to choose from, got {encodings!r}; "
+                         "to fix a layer's encoding use Config(layer_encodings=...)")
+    if max_instructions is not None and encodings is None and sparsity != "auto":
+        raise ValueError("train: max_instructions needs encodings='auto' or sparsity='auto' (something to choose)")
+    if max_instructions is not None and max_instructions <= 0:
+        raise ValueError(f"train: max_instructions must be a positive count, got {max_instructions}")
+    if encodings is None:
+        return None
+    return ENCODINGS if encodings == "auto" else list(encodings)
+
+
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: Config, float_epochs: int = 10,
           qat_epochs: int = 10, lr: float = 3e-3, qat_lr: float | None = None, device: str | torch.device | None = None,
           calibration_batches: int = 8, scale_lr_factor: float = 0.05, distill: float = 0.0,
-          sparsity: Mapping[str, float] | None = None, teacher: nn.Module | None = None,
-          freeze: float = 0.0, log: Callable[[str], None] = print) -> nn.Module:
+          sparsity: Mapping[str, float] | Literal["auto"] | None = None, teacher: nn.Module | None = None,
+          freeze: float = 0.0, log: Callable[[str], None] = print,
+          encodings: Literal["auto"] | Sequence[str] | None = None, max_instructions: int | None = None) -> nn.Module:
     """Train `model` (in place) into an integer model for `config`; returns it in integer-simulation mode.
 
     Loaders yield (normalised float images [N, C, H, W], labels), normalised with config.mean/std.
@@ -128,18 +137,31 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     flash as the dense figure (every weight nonzero), so a model that cannot fit fails in seconds with
     every exceeded budget listed. With `sparsity` the trained model can be smaller than the dense
     figure, so a dense flash over Config.flash then only warns.
+    `encodings="auto"` (or a list of encodings to choose from) chooses each layer's encoding after the
+    float epochs, and with `sparsity="auto"` also a fraction of zero weights per layer (pruned from the
+    first QAT step), so that the model fits Config.flash (and `max_instructions`, estimated per
+    inference) with the least accuracy loss (potnn.auto_fit). Layers that Config.layer_encodings names
+    keep their encoding. What it chose and why is the returned model's `potnn_fit` (a potnn.FitReport);
+    export with its `config`, which names the chosen encodings. A model over Config.ram is refused
+    before training, whatever the encodings.
     """
     if teacher is not None and distill <= 0:
         raise ValueError("train: a teacher needs distill > 0 (the weight of its outputs in the loss)")
+    candidates = _check_auto(encodings, sparsity, max_instructions)
+    auto = encodings is not None or sparsity == "auto"
+    pinned = sparsity if isinstance(sparsity, Mapping) else None
     dev = _device(device)
     model.to(dev)
     if teacher is not None:
         teacher.to(dev).eval()
     replace_global_pooling(model)
-    pruner = Pruner(model, sparsity, config) if sparsity else None
+    pruner = Pruner(model, pinned, config) if pinned else None
     probe = copy.deepcopy(model).cpu()
     ensure_captured(probe, config)  # an unsupported part is named now, not after the float epochs
-    check_fits(probe, config, pruning=pruner is not None)
+    if auto:  # over RAM, or over flash or max_instructions whatever the fit chooses: refused now
+        check_can_fit(model, config, candidates, sparsity == "auto", pinned, max_instructions)
+    else:
+        check_fits(probe, config, pruning=pruner is not None)
     del probe
     if float_epochs > 0:
         if getattr(model, "_potnn_graph", None) is not None:
@@ -150,6 +172,15 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     fuse_batchnorm(model)
     if teacher is None and distill > 0:
         teacher = copy.deepcopy(model).eval()
+    report = None
+    if auto:
+        batches = [(x.cpu(), y.cpu()) for x, y in itertools.islice(train_loader, calibration_batches)]
+        report = fit_budget(model.cpu(), batches, config, candidates, prune=sparsity == "auto",
+                            pinned_sparsity=pinned, max_instructions=max_instructions)
+        model.to(dev)
+        log(str(report))
+        config = report.config
+        pruner = Pruner(model, report.sparsity, config) if report.sparsity else None
     calibrate(model, ((x.to(dev), y) for x, y in train_loader), config, num_batches=calibration_batches,
               dry_run=False)
     prepare_qat(model, config)
@@ -160,4 +191,6 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     enable_integer_sim(model)
     log(f"[int] exact integer model: test {100 * evaluate(model, test_loader, dev):.2f}%")
     model.to("cpu")
+    if report is not None:
+        model.potnn_fit = report
     return model

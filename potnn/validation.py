@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import warnings
 
 import torch
 import torch.nn as nn
 
-from .codegen.budget import ExportError
+from .codegen.budget import ExportError, FlashNeed, RamNeed, check_budgets
 from .codegen.header import ExportReport, render
 from .config import Config
 from .encoding import get_encoding
@@ -34,7 +35,10 @@ _NO_LIMIT = 1 << 40
 
 @torch.no_grad()
 def _densify(model: nn.Module) -> None:
-    """Give every PoT layer unit scales and weights at nonzero levels, cycling through the encoding's levels."""
+    """Give every PoT layer unit scales and weights at nonzero levels drawn at random (seeded): no two filters
+    alike, since a compiler shares the code of identical filters and the figure would no longer bound a trained
+    layer's."""
+    generator = torch.Generator().manual_seed(0)
     for m in model.modules():
         if isinstance(m, QuantModule):
             m.act_shift.zero_()
@@ -44,8 +48,8 @@ def _densify(model: nn.Module) -> None:
         m.channel_shift.zero_()
         levels = [v for v in get_encoding(m.encoding or "unroll").levels if v != 0]
         pattern = torch.tensor(levels, dtype=torch.float64)
-        index = torch.arange(m.weight.numel()) % len(levels)
-        m.weight.copy_(m.latent_weight(pattern[index].view(m.weight.shape)).to(m.weight.dtype))
+        index = torch.randint(len(levels), m.weight.shape, generator=generator)
+        m.weight.copy_(m.latent_weight(pattern[index]).to(m.weight.dtype))
         if m.bias is not None:
             m.bias.zero_()
 
@@ -54,25 +58,30 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
     """Refuse (ExportError listing every exceeded budget) a captured model that cannot fit `config`.
 
     `model` must already be captured and wired for `config` (it is not changed: a copy is measured).
-    Returns export's report of the dense model: `ram_bytes` exact, `flash_estimate` dense. With
-    `pruning`, a flash figure over budget only warns: the pruned weights will cost nothing.
+    RAM is exact for the buffers (the lowered program's arena and logits, and with a board budget the
+    firmware's input and logit buffers); flash is export's estimate of the dense model (every weight
+    nonzero). What depends on the trained weights' code, potnn_predict's stack and the compiled size,
+    is measured by export. With `pruning`, a dense flash figure over budget only warns: the pruned
+    weights will cost nothing. Returns export's report of the dense model.
     """
     probe = copy.deepcopy(model).cpu()
     _densify(probe)
     program = lower(probe)
+    alone = dataclasses.replace(config, ram=_NO_LIMIT, board=None)
     try:
-        return render(program, config)[1]
-    except ExportError as refusal:
-        if not pruning:
-            raise
-        try:
-            report = render(program, dataclasses.replace(config, flash=_NO_LIMIT))[1]
-        except ExportError:
-            raise refusal from None  # over RAM (or worse) whatever pruning does: every budget is listed
-        warnings.warn(f"the dense model needs about {report.flash_estimate} bytes of flash, over Config.flash "
-                      f"{config.flash}; training continues because pruning is configured and zero weights cost "
-                      "no flash, but the export will refuse it unless pruning saves the difference", stacklevel=3)
+        report = render(program, alone)[1]
+    except ExportError:
+        report = render(program, dataclasses.replace(alone, flash=_NO_LIMIT))[1]  # the fastest form's figure
+    buffers = math.prod(program.input_shape) + 4 * program.num_classes if config.board is not None else 0
+    ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)
+    flash = FlashNeed(report.flash_estimate, report.weight_bytes)
+    if pruning and ram.total <= config.ram and flash.total > config.flash:
+        warnings.warn(f"the dense model needs {flash.describe()}, over Config.flash {config.flash}; training "
+                      "continues because pruning is configured and zero weights cost no flash, but the export "
+                      "will refuse the model unless pruning saves the difference", stacklevel=3)
         return report
+    check_budgets(config, ram, flash)
+    return report
 
 
 _GRID_TOLERANCE = 0.05  # of one pixel step: float32 normalisation is exact to ~1e-4 of a step

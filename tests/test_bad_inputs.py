@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch.nn as nn
 
 import potnn
 from bench import cli
-from firmware_models import export_tiny, synthetic_header
+from firmware_models import SHARED_MNIST, export_tiny, synthetic_header
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,6 +140,27 @@ def test_a_header_that_is_not_a_potnn_export(tmp_path: Path) -> None:
                     "potnn.export(model, 'model.h', config), which writes both")
 
 
+@pytest.mark.parametrize("toolchain", ["gnu", "zig"])
+def test_a_header_that_asks_for_gigabytes_stops_the_build_at_once(tmp_path: Path, toolchain: str) -> None:
+    """A header is code: one line of it can ask the assembler for 16 GiB (GNU as wrote them, for 40 s)."""
+    from firmware_models import rewrite_header
+
+    header = synthetic_header(tmp_path / "huge.h")
+    rewrite_header(header, header.read_text()
+                   + '__asm__(".pushsection .rodata.pad\\n.space 1<<34\\n.popsection");\n')
+    out = tmp_path / "o"
+    t0 = time.monotonic()
+    line = _cli("build", "--board", "ch32v003", "--header", str(header), "--out", str(out),
+                "--toolchain", toolchain)
+    if toolchain == "gnu":
+        assert time.monotonic() - t0 < 60        # 16 GiB took 40 s to write before; zig's clang computes the
+                                                 # whole object first (~30 s here), then stops at the bound
+    assert line == ("potnn-bench: error: build stopped: the compiler wrote a file past 64 MiB (the header or board "
+                    "file asks for more memory than any microcontroller has, e.g. a huge array or .space); full "
+                    f"log: {out / 'build.log'}")
+    assert all(p.stat().st_size <= 64 << 20 for p in out.iterdir())
+
+
 # ----------------------------------------------------------------------------- 6. no cross toolchain
 def test_missing_cross_toolchain_no_toolchain_mocked(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
@@ -243,6 +265,69 @@ def test_a_corrupt_results_file_when_reporting(tmp_path: Path) -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     print(f"\nBAD INPUT report: {lines[0]}")
-    assert lines[0] == (f"potnn-bench report: error: {run / 'summary.json'}: not valid JSON (line 1: "
-                        f"Unterminated string starting at); repair {run.name} or move it out of {tmp_path} "
-                        "to report the other runs")
+    assert lines[0] == (f"potnn-bench report: error: run {run.name} is damaged: {run / 'summary.json'}: not valid "
+                        f"JSON (line 1: Unterminated string starting at); repair it or move it out of {tmp_path} "
+                        "(the other runs are reported)")
+
+
+def test_report_on_a_mistyped_results_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "resluts"
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--results", str(missing)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    print(f"\nBAD INPUT report: {r.stderr.strip()}")
+    assert r.stderr.strip() == (f"potnn-bench report: error: {missing}: no such results directory; pass --results "
+                                "with the directory your runs wrote to")
+    assert not missing.exists()
+
+
+# ----------------------------------------------------------------------------- 12. numbers no run can use
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "0"], "--limit must be at least 1, not 0 (leave it out to stream every input)"),
+    (["--limit", "-5"], "--limit must be at least 1, not -5 (leave it out to stream every input)"),
+    (["--retries", "-1"], "--retries must be 0 or more, not -1"),
+    (["--timeout", "-1"], "--timeout must be a positive number of seconds, not -1.0"),
+    (["--timeout", "nan"], "--timeout must be a positive number of seconds, not nan"),
+    (["--fault-rate", "1"], "--fault-rate must be in [0, 1), not 1.0"),
+    (["--port", "/dev/ttyNOPE9"], "--port /dev/ttyNOPE9: no such device; list the serial ports with "
+                                  "`python -m serial.tools.list_ports`, or leave out --port to find the board's "
+                                  "UART by USB id"),
+    (["--port", "loop://", "--emulator", "unicorn"], "--port loop:// is a board's UART, but --emulator unicorn "
+                                                     "runs no board: leave out one of them"),
+])
+def test_run_arguments_are_checked_before_any_work(tiny, tmp_path: Path, args: list[str], message: str) -> None:
+    results, build = tmp_path / "results", tmp_path / "build"
+    line = _cli("run", "--board", "ch32v003", "--header", str(tiny.header), "--results", str(results),
+                "--build-dir", str(build), *args)
+    assert line == f"potnn-bench: error: {message}"
+    assert not build.exists() and not list(results.glob("*/run.json"))   # nothing built, no run folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--check", "-1"], "--check must be 0 or more, not -1"),
+    (["--port", "/dev/ttyNOPE9"], "--port /dev/ttyNOPE9: no such device; list the serial ports with "
+                                  "`python -m serial.tools.list_ports`, or leave out --port to find the board's "
+                                  "UART by USB id"),
+])
+def test_flash_arguments_are_checked_before_any_work(tiny, tmp_path: Path, args: list[str], message: str) -> None:
+    build = tmp_path / "build"
+    line = _cli("flash", "--board", "ch32v003", "--header", str(tiny.header), "--build-dir", str(build), *args)
+    assert line == f"potnn-bench: error: {message}"
+    assert not build.exists()
+
+
+def test_port_without_a_probe_is_an_error_not_an_emulator_run(tiny, tmp_path: Path) -> None:
+    """``--port`` names a board; with no probe found, auto must not quietly run the emulator."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "wlink"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(0)\n")  # `wlink list`: no probe attached
+    fake.chmod(0o755)
+    env = {"POTNN_DATA": str(SHARED_MNIST), **os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    build = tmp_path / "build"
+    line = _cli("run", "--board", "ch32v003", "--header", str(tiny.header), "--port", "loop://",
+                "--results", str(tmp_path / "r"), "--build-dir", str(build), env=env)
+    assert line == ("potnn-bench: error: --port loop:// names a board's UART, but no WCH-LinkE probe found "
+                    "(`wlink list` shows none): running on the unicorn emulator: connect the probe, or leave out "
+                    "--port to run on the emulator")
+    assert not build.exists()

@@ -210,6 +210,97 @@ def test_pyocd_flash_checks_pack_before_probing(tmp_path: Path) -> None:
         PyOCDFlasher(target="py32f003x4").flash(elf)
 
 
+class FakeProbeSession:
+    """A pyOCD session with a fake probe and chip behind it (no probe exists here): what FileProgrammer
+    writes lands in ``memory``; ``corrupt`` flips a bit of one byte there, as a flash cell that did not
+    take the write would read back."""
+
+    def __init__(self, corrupt_at: int | None) -> None:
+        self.memory: dict[int, int] = {}
+        self.corrupt_at = corrupt_at
+        self.resets = 0
+        self.target = self
+        self.part_number = "STM32F051"
+
+    def __enter__(self) -> "FakeProbeSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read_memory_block8(self, addr: int, size: int) -> list[int]:
+        return [self.memory.get(a, 0xFF) for a in range(addr, addr + size)]
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def _fake_pyocd_probe(monkeypatch: pytest.MonkeyPatch, corrupt_at: int | None) -> FakeProbeSession:
+    """Replace the two pyOCD calls that reach a probe: opening a session and programming through it."""
+    import pyocd.flash.file_programmer as fp
+
+    from bench.flashers import pyocd_api
+
+    session = FakeProbeSession(corrupt_at)
+
+    class FakeConnectHelper:
+        @staticmethod
+        def session_with_chosen_probe(**_: object) -> FakeProbeSession:
+            return session
+
+    class FakeFileProgrammer:
+        def __init__(self, s: FakeProbeSession, **_: object) -> None:
+            self.s = s
+
+        def program(self, path: str, file_format: str, base_address: int) -> None:
+            assert file_format == "bin"
+            for i, b in enumerate(Path(path).read_bytes()):
+                self.s.memory[base_address + i] = b ^ (0x01 if i == self.s.corrupt_at else 0)
+
+    monkeypatch.setattr(pyocd_api, "_pyocd", lambda: FakeConnectHelper)
+    monkeypatch.setattr(fp, "FileProgrammer", FakeFileProgrammer)
+    return session
+
+
+def test_pyocd_flash_reads_back_and_resets_fake_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    session = _fake_pyocd_probe(monkeypatch, corrupt_at=None)
+    elf = make_elf(tmp_path / "fw.elf", [(FLASH, bytes(range(64)))])
+    from bench.flashers import Probe
+
+    report = PyOCDFlasher(target="stm32f051").flash(elf, probe=Probe("fake probe", unique_id="0001"))
+    assert report.verified and report.address == FLASH and report.size == 64 and report.chip == "STM32F051"
+    assert session.resets == 1
+
+
+def test_pyocd_verify_mismatch_fake_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """pyOCD's FileProgrammer has no verify: the bench reads flash back and compares, byte for byte."""
+    session = _fake_pyocd_probe(monkeypatch, corrupt_at=37)
+    elf = make_elf(tmp_path / "fw.elf", [(FLASH, bytes(range(64)))])
+    from bench.flashers import Probe
+
+    with pytest.raises(VerifyError, match=f"^verify failed at 0x{FLASH + 37:08x}$"):
+        PyOCDFlasher(target="stm32f051").flash(elf, probe=Probe("fake probe", unique_id="0001"))
+    assert session.resets == 0                     # a chip with a bad image is not started
+
+
+def test_verify_mismatch_is_one_line_exit_2_fake_wlink(fake_wlink: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the command line: a flash that reads back wrong stops `flash` with one line and exit status 2."""
+    from bench import cli
+    from firmware_models import synthetic_header
+
+    monkeypatch.setenv("FAKE_WLINK_MODE", "rv")
+    monkeypatch.setenv("FAKE_WLINK_CORRUPT", "1")
+    header = synthetic_header(tmp_path / "m.h")
+    with pytest.raises(SystemExit) as ex:
+        cli.main(["flash", "--board", "ch32v003", "--header", str(header), "--check", "0",
+                  "--build-dir", str(tmp_path / "b")])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("potnn-bench: error: verify failed at 0x08000000 (")
+
+
 def test_flasher_for_board_settings() -> None:
     assert isinstance(flasher_for("wlink", chip="CH32V003"), WlinkFlasher)
     assert flasher_for("pyocd", target="py32f003x6").target == "py32f003x6"

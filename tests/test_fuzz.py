@@ -25,7 +25,7 @@ from bench.fuzz.campaign import FuzzFailure, Fuzzer, FuzzTarget
 from bench.fuzz.cases import FRAME_KINDS, write_seed_corpus
 from bench.fuzz.coverage import build_libfuzzer
 from bench.fuzz.oracle import FirmwareModel
-from bench.protocol import FrameType, NakReason, encode_frame
+from bench.protocol import FrameType, NakReason, encode_frame, load_payload
 from bench.transport import FaultyPort
 from firmware_models import export_tiny, rewrite_header, write_bundle
 
@@ -46,23 +46,28 @@ def _refs(tiny) -> dict[bytes, list[int]]:
 # ----------------------------------------------------------------------------- the model
 def test_model_predicts_the_documented_naks() -> None:
     """The PROTOCOL.md table, row by row, on the model alone."""
-    m = FirmwareModel(capacity=256, input_size=256)
-    assert [e.payload for e in m.feed(bytes([0xA5, 0x5A, 1, 2]) + (5000).to_bytes(2, "little"))] == \
-        [bytes([NakReason.BAD_LENGTH, 2]) + (256).to_bytes(2, "little")]
+    m = FirmwareModel(capacity=258, input_size=256)
+    too_long = bytes([0xA5, 0x5A, 2, FrameType.LOAD_REQ]) + (5000).to_bytes(2, "little")
+    assert [e.payload for e in m.feed(too_long)] == [bytes([NakReason.TOO_LONG, 3]) + (258).to_bytes(2, "little")]
     bad = bytearray(encode_frame(FrameType.INFO_REQ))
     bad[-1] ^= 1
     assert m.feed(bytes(bad))[0].payload == bytes([NakReason.BAD_CRC, 1, 0, 0])
-    assert m.feed(encode_frame(FrameType.INFO_REQ, version=7))[0].payload == bytes([NakReason.BAD_VERSION, 1, 1, 0])
+    assert m.feed(encode_frame(FrameType.INFO_REQ, version=7))[0].payload == bytes([NakReason.BAD_VERSION, 1, 2, 0])
     assert m.feed(encode_frame(0x42, b"xyz"))[0].payload == bytes([NakReason.UNKNOWN_TYPE, 0x42, 0, 0])
-    assert m.feed(encode_frame(FrameType.INFER_REQ, bytes(10)))[0].payload == \
-        bytes([NakReason.BAD_LENGTH, 2]) + (256).to_bytes(2, "little")
+    assert m.feed(encode_frame(FrameType.INFER_REQ, bytes(10)))[0].payload == bytes([NakReason.BAD_LENGTH, 2, 0, 0])
+    assert m.feed(encode_frame(FrameType.LOAD_REQ, b"x"))[0].payload == bytes([NakReason.BAD_LENGTH, 3, 2, 0])
+    # the room shrinks behind the bytes held: a LEN above it is refused at the header
+    assert [e.held for e in m.feed(encode_frame(FrameType.LOAD_REQ, load_payload(bytes(100), 0)))] == [100]
+    too_long = bytes([0xA5, 0x5A, 2, FrameType.LOAD_REQ]) + (159).to_bytes(2, "little")
+    assert m.feed(too_long)[0].payload == bytes([NakReason.TOO_LONG, 3]) + (158).to_bytes(2, "little")
+    assert [(e.kind, e.fresh) for e in m.feed(encode_frame(FrameType.INFER_REQ))] == [("infer", True)]
     # a cut-off frame swallows the start of the next one; filler ends it with a bad CRC
-    assert m.feed(encode_frame(FrameType.INFER_REQ, bytes(256))[:100]) == [] and m.busy
+    assert m.feed(encode_frame(FrameType.LOAD_REQ, load_payload(bytes(156), 100))[:100]) == [] and m.busy
     filler, events = m.complete()
-    assert not m.busy and len(filler) == 264 - 100 and events[0].payload[0] == NakReason.BAD_CRC
+    assert not m.busy and len(filler) == 8 + 158 - 100 and events[0].payload[0] == NakReason.BAD_CRC
     dropped = m.dropped
     m.feed(b"\x00\x01\xa5\x00junk")
-    assert m.dropped == dropped + 2 + 4 and m.naks == 6
+    assert m.dropped == dropped + 2 + 4 and m.naks == 8
 
 
 def test_model_reports_the_counters_as_each_frame_ends() -> None:

@@ -18,7 +18,9 @@ import pytest
 import serial
 
 from bench.build import HostBuild, build_host, model_hash
-from bench.protocol import (BenchClient, FrameDecoder, FrameType, NakError, NakReason, crc16, encode_frame)
+from bench.frames import decode_held
+from bench.protocol import (BenchClient, FrameDecoder, FrameType, InferResult, NakReason, crc16,
+                            encode_frame, load_payload)
 from firmware_models import ExportedModel, export_tiny
 
 
@@ -75,8 +77,8 @@ def _nak(events: list) -> tuple[int, int, int]:
 def test_info_describes_the_build(fw: HostFirmware, tiny: ExportedModel) -> None:
     info = BenchClient(fw.port).info()
     assert info.model_hash == model_hash(tiny.header)
-    assert (info.input_size, info.num_classes, info.rx_capacity) == (256, 10, 256)
-    assert (info.firmware_version, info.board, info.counter_bits, info.clock_hz) == ("1.0", "host", 32, 10**9)
+    assert (info.input_size, info.num_classes, info.rx_capacity) == (256, 10, 258)
+    assert (info.firmware_version, info.board, info.counter_bits, info.clock_hz) == ("2.0", "host", 32, 10**9)
 
 
 def test_inference_equals_potnn_simulate(fw: HostFirmware, tiny: ExportedModel) -> None:
@@ -86,33 +88,76 @@ def test_inference_equals_potnn_simulate(fw: HostFirmware, tiny: ExportedModel) 
         assert r.logits == [int(v) for v in ref]
         assert r.cls == int(np.argmax(ref))            # first largest, like potnn_predict
         assert r.cycles > 0                             # host: nanoseconds
+        assert r.image_crc == crc16(image.tobytes())
+
+
+def _load(fw: HostFirmware, data: bytes, offset: int) -> int:
+    """One LOAD chunk; the bytes the board says it holds."""
+    events = fw.exchange(encode_frame(FrameType.LOAD_REQ, load_payload(data, offset)))
+    assert len(events) == 1 and events[0].type == FrameType.LOAD_RESP, events
+    return decode_held(events[0].payload)
+
+
+def test_an_image_in_chunks_is_held_in_order_and_answered_once(fw: HostFirmware, tiny: ExportedModel) -> None:
+    image = tiny.images[7].tobytes()
+    assert _load(fw, b"", 0) == 0                                       # forget any partial image
+    assert _load(fw, image[:100], 0) == 100
+    assert _load(fw, image[100:200], 100) == 200
+    assert _load(fw, image[150:200], 150) == 200                        # a duplicate changes nothing
+    again = encode_frame(FrameType.LOAD_REQ, load_payload(image[100:200], 100))
+    assert _nak(fw.exchange(again)) == (NakReason.TOO_LONG, 3, 58)     # longer than the room: 258 - 200
+    assert _load(fw, image[250:], 250) == 200                           # nor does a stray chunk
+    assert _load(fw, image[200:], 200) == 256
+    answer = fw.exchange(encode_frame(FrameType.INFER_REQ))
+    r = InferResult.decode(answer[0].payload)
+    assert r.logits == [int(v) for v in tiny.reference[7]] and r.image_crc == crc16(image)
+    again = fw.exchange(encode_frame(FrameType.INFER_REQ))              # no new image: the same answer
+    assert again == answer
+    assert _load(fw, image[:100], 0) == 100                             # the next image begins at 0
+    assert _load(fw, image[:50], 0) == 0                                # offset 0 again: start over
+    assert _load(fw, b"", 0) == 0
 
 
 def test_bad_crc_is_naked(fw: HostFirmware) -> None:
-    wire = bytearray(encode_frame(FrameType.INFER_REQ, bytes(256)))
-    wire[100] ^= 0x01
-    assert _nak(fw.exchange(bytes(wire))) == (NakReason.BAD_CRC, FrameType.INFER_REQ, 0)
+    wire = bytearray(encode_frame(FrameType.LOAD_REQ, load_payload(bytes(100), 0)))
+    wire[50] ^= 0x01
+    assert _nak(fw.exchange(bytes(wire))) == (NakReason.BAD_CRC, FrameType.LOAD_REQ, 0)
+
+
+def test_a_frame_that_lost_bytes_gets_a_nak_not_a_timeout(fw: HostFirmware) -> None:
+    """The padding after a request completes a frame that lost bytes on the way: the board NAKs
+    it at once (a partial frame dropped at the inter-byte timeout would get no answer at all)."""
+    wire = encode_frame(FrameType.LOAD_REQ, load_payload(bytes(100), 0)) + bytes(BenchClient.TRAIL)
+    start = time.monotonic()
+    events = fw.exchange(wire[:40] + wire[43:], wait=1.0)                 # three bytes lost
+    assert _nak(events) == (NakReason.BAD_CRC, FrameType.LOAD_REQ, 0)
+    assert time.monotonic() - start < 0.5
 
 
 def test_unknown_type_is_naked(fw: HostFirmware) -> None:
     assert _nak(fw.exchange(encode_frame(0x42, b"xyz"))) == (NakReason.UNKNOWN_TYPE, 0x42, 0)
 
 
-def test_wrong_image_size_is_naked_with_the_expected_size(fw: HostFirmware) -> None:
-    assert _nak(fw.exchange(encode_frame(FrameType.INFER_REQ, bytes(100)))) == (NakReason.BAD_LENGTH, 2, 256)
+def test_wrong_lengths_are_naked_with_the_length_expected(fw: HostFirmware) -> None:
+    assert _nak(fw.exchange(encode_frame(FrameType.INFER_REQ, bytes(100)))) == (NakReason.BAD_LENGTH, 2, 0)
     assert _nak(fw.exchange(encode_frame(FrameType.INFO_REQ, b"x"))) == (NakReason.BAD_LENGTH, 1, 0)
-    with pytest.raises(NakError, match="bad length.*256"):
+    assert _nak(fw.exchange(encode_frame(FrameType.LOAD_REQ, b"x"))) == (NakReason.BAD_LENGTH, 3, 2)
+    with pytest.raises(ValueError, match="an image of 10 bytes, but the board's model takes 256"):
         BenchClient(fw.port).infer(bytes(10))
 
 
-def test_length_above_capacity_is_naked_at_the_header(fw: HostFirmware) -> None:
-    header = bytes([0xA5, 0x5A, 1, 2]) + (5000).to_bytes(2, "little")   # no payload follows
-    assert _nak(fw.exchange(header)) == (NakReason.BAD_LENGTH, 2, 256)
+def test_length_above_the_room_is_naked_at_the_header(fw: HostFirmware) -> None:
+    header = bytes([0xA5, 0x5A, 2, FrameType.LOAD_REQ]) + (5000).to_bytes(2, "little")   # no payload follows
+    assert _nak(fw.exchange(header)) == (NakReason.TOO_LONG, 3, 258)
     assert BenchClient(fw.port).info().input_size == 256                # and it is hunting again
+    assert _load(fw, bytes(100), 0) == 100                              # the room shrinks as the image grows
+    header = bytes([0xA5, 0x5A, 2, FrameType.LOAD_REQ]) + (159).to_bytes(2, "little")
+    assert _nak(fw.exchange(header)) == (NakReason.TOO_LONG, 3, 158)
+    assert _load(fw, b"", 0) == 0
 
 
 def test_other_protocol_version_is_naked(fw: HostFirmware) -> None:
-    assert _nak(fw.exchange(encode_frame(FrameType.INFO_REQ, version=7))) == (NakReason.BAD_VERSION, 1, 1)
+    assert _nak(fw.exchange(encode_frame(FrameType.INFO_REQ, version=7))) == (NakReason.BAD_VERSION, 1, 2)
 
 
 def test_garbage_then_requests_still_work(fw: HostFirmware, tiny: ExportedModel) -> None:
@@ -122,11 +167,13 @@ def test_garbage_then_requests_still_work(fw: HostFirmware, tiny: ExportedModel)
     fw.port.write(garbage)
     r = client.infer(tiny.images[3].tobytes())
     assert r.logits == [int(v) for v in tiny.reference[3]]
-    assert client.info().rx_dropped == min(before + len(garbage), 0xFFFF)
+    assert client.stats.attempts == 3                 # INFO, one LOAD, INFER: the garbage cost no retry
+    padding = BenchClient.TRAIL * client.stats.attempts   # each request's zeros, dropped between frames
+    assert client.info().rx_dropped == min(before + len(garbage) + padding, 0xFFFF)
 
 
 def test_a_cut_off_frame_is_dropped_after_a_quiet_gap(fw: HostFirmware, tiny: ExportedModel) -> None:
-    fw.port.write(encode_frame(FrameType.INFER_REQ, bytes(256))[:100])
+    fw.port.write(encode_frame(FrameType.LOAD_REQ, load_payload(bytes(256), 0))[:100])
     time.sleep(0.2)                                     # > the 50 ms inter-byte timeout
     r = BenchClient(fw.port, retries=0).infer(tiny.images[5].tobytes())
     assert r.logits == [int(v) for v in tiny.reference[5]]
@@ -143,7 +190,7 @@ def test_parser_survives_random_bytes_under_sanitizers(tiny: ExportedModel, tmp_
         for _ in range(40):
             chunk = bytes(rng.integers(0, 256, 1500, dtype=np.uint8))
             if rng.random() < 0.5:                       # plant plausible headers with random lengths
-                chunk += bytes([0xA5, 0x5A, 1, int(rng.integers(0, 4))]) + bytes(rng.integers(0, 256, 2, dtype=np.uint8))
+                chunk += bytes([0xA5, 0x5A, 2, int(rng.integers(0, 4))]) + bytes(rng.integers(0, 256, 2, dtype=np.uint8))
             f.port.write(chunk)
             f.port.read(65536)
         time.sleep(0.2)

@@ -70,8 +70,8 @@ def test_report_embeds_all_plots_as_decodable_pngs(tmp_path: Path) -> None:
     res = rep.make_report(tmp_path, tmp_path / "out" / "r.html")
     html = res.html.read_text()
     pngs = _pngs(html)
-    # accuracy, trend, cycles, sizes, 2 confusion matrices, 2 failure grids
-    assert len(pngs) == 8
+    # accuracy, trend, cycles, sizes, frontier, 2 confusion matrices, 2 failure grids
+    assert len(pngs) == 9
     for png in pngs:
         assert png.startswith(PNG_SIG)
         img = mpimg.imread(io.BytesIO(png), format="png")
@@ -82,7 +82,7 @@ def test_report_embeds_all_plots_as_decodable_pngs(tmp_path: Path) -> None:
         assert needle.lower() in html.lower(), needle
     md = res.markdown.read_text()
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
-    assert len(refs) == 8
+    assert len(refs) == 9
     for ref in refs:
         assert (res.markdown.parent / ref).read_bytes().startswith(PNG_SIG)
     assert res.regressions == []
@@ -135,13 +135,15 @@ def test_old_regression_fixed_later_does_not_fail(tmp_path: Path) -> None:
     assert "Older changes" in r.html.read_text()
 
 
-@pytest.mark.parametrize("damage", ["summary", "rows", "run", "failures", "missing_run"])
-def test_corrupt_results_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    damage: str) -> None:
-    d = make_run(tmp_path, wrong=3)
+@pytest.mark.parametrize("damage", ["summary", "rows", "run", "failures", "rows_of_complete_run_missing"])
+def test_damaged_run_is_reported_as_damaged_and_the_others_still_are(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     damage: str) -> None:
+    good = make_run(tmp_path, wrong=0, finished="2024-01-01T00:00:00Z", model="good")
+    d = make_run(tmp_path, wrong=3, finished="2024-01-02T00:00:00Z")
     target = {"summary": d / R.SUMMARY_JSON, "rows": d / R.ROWS_CSV, "run": d / R.RUN_JSON,
-              "failures": d / R.FAILURES_NPZ, "missing_run": d / R.RUN_JSON}[damage]
-    if damage == "missing_run":
+              "failures": d / R.FAILURES_NPZ, "rows_of_complete_run_missing": d / R.ROWS_CSV}[damage]
+    if damage == "rows_of_complete_run_missing":
         target.unlink()
     elif damage == "rows":
         with open(target, "a") as f:
@@ -151,13 +153,40 @@ def test_corrupt_results_file_is_one_line_naming_it(tmp_path: Path, capsys: pyte
     assert rep.main(_args(tmp_path)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert str(target) in err
+    assert str(target) in err and f"run {d.name} is damaged" in err
+    page = (tmp_path / "report.html").read_text()
+    assert "Damaged runs" in page and d.name in page
+    assert good.name in page                      # the other run is still in the report
+
+
+def test_states_a_crash_leaves_are_reported_not_damaged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lost_run_json = make_run(tmp_path, wrong=1, finished="2024-01-01T00:00:00Z")
+    (lost_run_json / R.RUN_JSON).unlink()         # summary.json holds the same keys
+    empty_rows = make_run(tmp_path, n=0, wrong=0, complete=False, finished="2024-01-02T00:00:00Z")
+    (empty_rows / R.ROWS_CSV).write_bytes(b"")   # killed between run.json and rows.csv's header line
+    torn = make_run(tmp_path, n=5, wrong=0, complete=False, finished="2024-01-03T00:00:00Z")
+    with open(torn / R.ROWS_CSV, "a") as f:
+        f.write("5,1,1,1,1,4")                    # killed in the middle of a row
+    assert rep.main(_args(tmp_path)) == 0, capsys.readouterr().err
+    assert capsys.readouterr().err == ""
+    page = (tmp_path / "report.html").read_text()
+    assert "Damaged runs" not in page
+    assert lost_run_json.name in page and empty_rows.name in page and torn.name in page
+
+
+def test_mistyped_results_directory_is_one_line_and_not_created(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "resluts"
+    assert rep.main(_args(missing)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "no such results directory" in err
+    assert not missing.exists()
 
 
 def test_empty_results_directory_gives_a_report(tmp_path: Path) -> None:
-    r = rep.make_report(tmp_path / "nothing-here", tmp_path / "r.html")
+    r = rep.make_report(tmp_path, tmp_path / "r.html")
     assert "No run found" in r.html.read_text()
-    assert r.regressions == []
+    assert r.regressions == [] and r.damaged == []
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (4, 6, 6), (6, 100), (100,)])

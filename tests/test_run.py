@@ -56,9 +56,13 @@ META = dict(board="ch32v003", model="m", model_hash="hash-a", backend="unicorn",
 
 
 def _go(tmp: Path, images, labels, ref, board, resume=None, n=N):
+    """Plan and stream like ``bench.run``: an interrupted part lets go of the run's lock, a whole one keeps
+    it for ``finish_run``."""
     plan = plan_run(tmp, META, n, resume)
     with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w:
         res = stream(images, labels, plan.todo, board, w, ref)
+    if res.interrupted:
+        plan.release()
     return plan, res
 
 
@@ -129,12 +133,11 @@ def test_run_without_reference_records_no_match(tmp_path: Path, data) -> None:
 
 def test_wrong_number_of_logits_stops_with_one_line(tmp_path: Path, data) -> None:
     images, labels, logits = data
-    plan = plan_run(tmp_path, META, N, None)
-
     def short(_: bytes) -> Inference:
         return Inference(0, [1, 2, 3], 5)
 
-    with R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, pytest.raises(RunError, match="3 logits"):
+    with plan_run(tmp_path, META, N, None) as plan, R.RowWriter(plan.run_dir / R.ROWS_CSV, K) as w, \
+            pytest.raises(RunError, match="3 logits"):
         stream(images, labels, [0], short, w, None)
 
 
@@ -403,15 +406,16 @@ def test_models_command_lists_registered_models(tmp_path: Path, exported: Path, 
     assert cli.main(["models"]) == 0
     assert "no trained model yet" in capsys.readouterr().out
     figures = {"name": "tiny", "integer_accuracy": 0.5, "test_images": 10000, "train_seconds": 7, "threads": 1,
-               "on_board": {"ch32v003": {"accuracy": 0.5, "mismatches": 0, "instructions": 1234, "cycles": 2345,
-                                         "ms": 0.05, "flash_bytes": 4096, "ram_bytes": 512, "stack_bytes": 128}}}
+               "on_board": {"ch32v003": {"gnu": {"accuracy": 0.5, "images": 10000, "mismatches": 0,
+                                                 "instructions": 1234, "cycles": 2345, "ms": 0.05,
+                                                 "flash_bytes": 4096, "ram_bytes": 512, "stack_bytes": 128}}}}
     models.register(models.ModelEntry("tiny", exported, "a test model", figures, ("ch32v003",), ("ch32v003",)))
     assert cli.main(["models", "--board", "ch32v003"]) == 0
     out = capsys.readouterr().out
     assert "tiny  (ch32v003)  [default on ch32v003]  a test model" in out
     assert "integer reference 50.00 % on 10000 MNIST test inputs; trained in 7 s" in out
-    assert ("ch32v003  50.00 %, 0 mismatches, 1,234 instructions, 2,345 cycles (0.1 ms), flash 4,096 B, "
-            "RAM 512 + 128 B stack") in out
+    assert ("ch32v003  gnu 50.00 % of 10,000, 0 mismatches, 1,234 instructions, 2,345 cycles (0.1 ms), "
+            "flash 4,096 B, RAM 512 + 128 B stack") in out
     assert models.get_model("tiny").header_path == exported
     with pytest.raises(models.ModelNotFound, match="no model named 'nope' in the zoo \\(known: tiny\\)"):
         models.get_model("nope")

@@ -25,7 +25,9 @@ Emulator object (both backends)
     ``url`` (pyserial URL, ``socket://127.0.0.1:PORT``), ``backend``, ``fault`` (None or
     :class:`Fault`), ``stats`` (:class:`EmulatorStats`), ``last_inference()`` → ``(instructions,
     cycles)`` of the last inference, i.e. between the firmware's last two cycle-counter reads
-    (``(None, None)`` before two reads, and always under Renode, which has no cycle model), ``check()``,
+    (``(None, None)`` before two reads, and always under Renode, which has no cycle model),
+    ``last_layers()`` → ``{layer function: (instructions, cycles)}`` of that inference and
+    ``layer_stack()`` → ``{layer function: deepest stack}`` (Unicorn only; see ``layers``), ``check()``,
     ``open_serial(timeout=…)``, ``wait(timeout)``, ``running``, ``close()``; also a context
     manager.
 
@@ -39,7 +41,8 @@ unmodelled-peripheral, cpu-exception (incl. reaching the firmware's ``bench_faul
 UART traffic for ``hang_instructions``), internal-error. Each has pc, addr, symbol and message.
 
 Cycle figures come from the per-core models in :mod:`bench.emulator.cycles` (sources and the
-BitNetMCU calibration are documented there). Modules: ``machine`` (the board's memory map,
+BitNetMCU calibration are documented there). Modules: ``layers`` (which layer of the model a
+block belongs to), ``machine`` (the board's memory map,
 core and peripherals), ``elfimage`` (flash image, symbols), ``cycles`` (timing models),
 ``blockhook`` + ``_blockhook.c`` (per-block counting in C), ``peripherals/`` (register models,
 one module per chip), ``serial_bridge`` (the TCP UART),

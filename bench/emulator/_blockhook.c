@@ -9,6 +9,11 @@
  * fall-through, check the stack pointer after blocks that write it, and stop the emulation when
  * the instruction budget is spent.
  *
+ * Per-layer profile: every block has an owner (a layer of the model, "outside", or BH_INHERIT for
+ * shared code such as the dot kernels, which runs for whoever called it). The hook keeps the
+ * current context and adds each block's cycles and instructions, and the lowest stack pointer
+ * seen, to that context's slot in the prof_* arrays.
+ *
  * The layout of bh_state and bh_entry is mirrored by ctypes structures in blockhook.py; keep the
  * two in step. Compiled on first use with the host C compiler (`cc -O2 -shared -fPIC`).
  */
@@ -20,6 +25,7 @@ typedef int (*bh_reg_read_fn)(uc_engine *, int, void *);
 typedef void (*bh_miss_fn)(uint32_t addr, uint32_t size);
 
 #define BH_WRITES_SP 1u
+#define BH_INHERIT 0xFFFFFFFFu /* block owner: the context of the code that called it */
 
 #define BH_ST_LIMIT 1u   /* instruction budget reached */
 #define BH_ST_STACK 2u   /* stack pointer below the static-RAM end */
@@ -34,6 +40,8 @@ typedef struct {
     uint32_t exit_penalty;
     uint32_t entry_penalty;
     uint32_t flags;
+    uint32_t owner;       /* profile context, or BH_INHERIT */
+    uint32_t pad;
 } bh_entry;
 
 typedef struct {
@@ -65,6 +73,11 @@ typedef struct {
     uint32_t bad_write;
     uint32_t bad_pc;
     uint32_t pc_reg;
+    uint32_t ctx;          /* profile context of the block being executed */
+    uint32_t pad;
+    uint64_t *prof_cycles; /* per context (blockhook.py sizes the arrays) */
+    uint64_t *prof_instrs;
+    uint32_t *prof_sp_min;
 } bh_state;
 
 static inline uint32_t bh_hash(uint64_t key, uint32_t mask) {
@@ -84,7 +97,7 @@ static bh_entry *bh_lookup(bh_state *s, uint64_t key) {
 }
 
 int bh_insert(bh_state *s, uint32_t addr, uint32_t size, uint32_t cycles, uint32_t instrs,
-              uint32_t exit_penalty, uint32_t entry_penalty, uint32_t flags) {
+              uint32_t exit_penalty, uint32_t entry_penalty, uint32_t flags, uint32_t owner) {
     uint64_t key = (((uint64_t)addr << 24) | size) + 1;
     uint32_t i = bh_hash(key, s->mask);
     for (uint32_t n = 0; n <= s->mask; n++) {
@@ -97,6 +110,7 @@ int bh_insert(bh_state *s, uint32_t addr, uint32_t size, uint32_t cycles, uint32
             e->exit_penalty = exit_penalty;
             e->entry_penalty = entry_penalty;
             e->flags = flags;
+            e->owner = owner;
             return 0;
         }
         i = (i + 1) & s->mask;
@@ -109,12 +123,15 @@ void bh_block(uc_engine *uc, uint64_t address, uint32_t size, void *user_data) {
     uint32_t addr = (uint32_t)address;
     uint64_t key = (((uint64_t)addr << 24) | size) + 1;
     bh_entry *e;
+    uint64_t cycles0 = s->cycles;
+    uint32_t ctx;
 
     if (s->prev_flags & BH_WRITES_SP) {
         uint32_t sp = 0;
         s->reg_read(uc, (int)s->sp_reg, &sp);
         s->last_sp = sp;
         if (sp < s->sp_min) s->sp_min = sp;
+        if (sp < s->prof_sp_min[s->ctx]) s->prof_sp_min[s->ctx] = sp; /* the context that wrote SP */
         if (sp < s->stack_limit) {
             s->status |= BH_ST_STACK;
             s->emu_stop(uc);
@@ -141,6 +158,15 @@ void bh_block(uc_engine *uc, uint64_t address, uint32_t size, void *user_data) {
     s->prev_ft = e->fallthrough;
     s->prev_pen = e->exit_penalty;
     s->prev_flags = e->flags;
+    ctx = e->owner == BH_INHERIT ? s->ctx : e->owner;
+    if (ctx != s->ctx) { /* entering a layer (or leaving one): its stack starts at the caller's SP */
+        uint32_t sp = 0;
+        s->reg_read(uc, (int)s->sp_reg, &sp);
+        if (sp < s->prof_sp_min[ctx]) s->prof_sp_min[ctx] = sp;
+        s->ctx = ctx;
+    }
+    s->prof_cycles[ctx] += s->cycles - cycles0;
+    s->prof_instrs[ctx] += e->instrs;
     if (s->instrs >= s->instr_limit) {
         s->status |= BH_ST_LIMIT;
         s->emu_stop(uc);
@@ -169,6 +195,7 @@ void bh_data_read(uc_engine *uc, int type, uint64_t address, int size, int64_t v
     bh_state *s = (bh_state *)user_data;
     (void)value;
     s->cycles += s->data_penalty;
+    s->prof_cycles[s->ctx] += s->data_penalty;
     s->data_reads++;
     bh_check_align(s, uc, type, address, size);
 }

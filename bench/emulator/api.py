@@ -72,6 +72,15 @@ class Emulator:
     def close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def last_layers(self) -> dict[str, tuple[int, int]] | None:
+        """Per layer function of the model, (instructions, cycles) of the last inference; None without a
+        cycle model (Renode) or before the second counter read."""
+        return None
+
+    def layer_stack(self) -> dict[str, int]:
+        """Per layer function, the deepest stack seen while it ran, in bytes; empty without a profile."""
+        return {}
+
     # -------------------------------------------------------------- shared
     @property
     def running(self) -> bool:

@@ -5,6 +5,11 @@ emulator fast (tens of millions of instructions per second instead of a few), bu
 host C compiler the first time; the Python hook gives identical counts everywhere, only slower.
 ``POTNN_EMULATOR_PURE_PYTHON=1`` forces the Python one (the tests compare the two).
 
+Both also keep a per-context profile: ``owner(address)`` says which context a block belongs to
+(0 for code outside the model's layers, 1.. for each layer, ``INHERIT`` for shared code such as
+the dot kernels, which counts for whoever called it), and every block's cycles and instructions,
+and the lowest stack pointer, are added to the current context's slot (:meth:`profile`).
+
 The compiled library is cached under ``$POTNN_CACHE_DIR`` (default ``~/.cache/potnn``)
 ``/emulator/blockhook-<hash>.so``, keyed by the source text, so an edited hook is rebuilt.
 """
@@ -35,6 +40,9 @@ ST_ALIGN = 8
 
 _TABLE_SIZE = 1 << 15  # entries; a 64 KB flash holds at most ~32 K instructions
 
+#: Block owner: the profile context of the code that called it (bh_entry.owner).
+INHERIT = 0xFFFFFFFF
+
 
 class _Entry(ctypes.Structure):
     _fields_ = [
@@ -45,6 +53,8 @@ class _Entry(ctypes.Structure):
         ("exit_penalty", ctypes.c_uint32),
         ("entry_penalty", ctypes.c_uint32),
         ("flags", ctypes.c_uint32),
+        ("owner", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 
@@ -81,6 +91,11 @@ class _State(ctypes.Structure):
         ("bad_write", ctypes.c_uint32),
         ("bad_pc", ctypes.c_uint32),
         ("pc_reg", ctypes.c_uint32),
+        ("ctx", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("prof_cycles", ctypes.POINTER(ctypes.c_uint64)),
+        ("prof_instrs", ctypes.POINTER(ctypes.c_uint64)),
+        ("prof_sp_min", ctypes.POINTER(ctypes.c_uint32)),
     ]
 
 
@@ -90,7 +105,7 @@ class _PyState:
     __slots__ = ("cycles", "instrs", "blocks", "instr_limit", "blk_cycles0", "blk_instrs0", "data_reads",
                  "blk_addr", "blk_size", "prev_ft", "prev_pen", "prev_flags", "sp_reg", "sp_min",
                  "stack_limit", "status", "data_penalty", "last_sp", "bad_addr", "bad_size", "bad_write",
-                 "bad_pc", "pc_reg")
+                 "bad_pc", "pc_reg", "ctx")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -147,7 +162,7 @@ def load_library() -> ctypes.CDLL | None:
                     # another process may load the library while this one installs it
                     write_bytes(so, built.read_bytes())
             lib = ctypes.CDLL(str(so))
-            lib.bh_insert.argtypes = [ctypes.POINTER(_State)] + [ctypes.c_uint32] * 7
+            lib.bh_insert.argtypes = [ctypes.POINTER(_State)] + [ctypes.c_uint32] * 8
             lib.bh_insert.restype = ctypes.c_int
             _lib = lib
         except OSError as exc:
@@ -171,13 +186,17 @@ class BlockCounter:
 
     ``describe(addr, size)`` is called once per new block and returns its :class:`BlockCost`
     (or None, which makes the counter stop the run with ``ST_MISS``). ``on_illegal`` is
-    called when a described block holds an instruction the core lacks.
+    called when a described block holds an instruction the core lacks. ``owner(addr)`` gives a
+    block's profile context (below ``contexts``, or ``INHERIT``); without it every block is
+    context 0.
     """
 
     def __init__(self, uc: Uc, describe: Callable[[int, int], BlockCost | None], *, sp_reg: int, pc_reg: int,
-                 stack_limit: int, accelerate: bool | None = None):
+                 stack_limit: int, accelerate: bool | None = None,
+                 owner: Callable[[int], int] | None = None, contexts: int = 1):
         self.uc = uc
         self._describe = describe
+        self._owner = owner or (lambda _addr: 0)
         self._hooks: list[int] = []
         lib = load_library() if accelerate in (None, True) else None
         if accelerate is True and lib is None:
@@ -199,8 +218,14 @@ class BlockCounter:
         st.stack_limit = stack_limit
         st.instr_limit = (1 << 64) - 1
         st.prev_ft = 0xFFFFFFFF
-        self._py_table: dict[int, BlockCost] = {}
+        self._py_table: dict[int, tuple[BlockCost, int]] = {}
+        self.prof_cycles = (ctypes.c_uint64 * contexts)()
+        self.prof_instrs = (ctypes.c_uint64 * contexts)()
+        self.prof_sp_min = (ctypes.c_uint32 * contexts)(*([0xFFFFFFFF] * contexts))
         if lib is not None:
+            st.prof_cycles = ctypes.cast(self.prof_cycles, ctypes.POINTER(ctypes.c_uint64))
+            st.prof_instrs = ctypes.cast(self.prof_instrs, ctypes.POINTER(ctypes.c_uint64))
+            st.prof_sp_min = ctypes.cast(self.prof_sp_min, ctypes.POINTER(ctypes.c_uint32))
             uclib = _uclib()
             st.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
             st.reg_read = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
@@ -265,11 +290,12 @@ class BlockCounter:
 
     # ------------------------------------------------------------------ table management
     def _insert(self, cost: BlockCost) -> None:
+        owner = self._owner(cost.address)
         if self._lib is None:
-            self._py_table[(cost.address << 24) | cost.size] = cost
+            self._py_table[(cost.address << 24) | cost.size] = (cost, owner)
             return
         args = (cost.address, cost.size, cost.cycles, cost.instructions, cost.exit_penalty,
-                cost.entry_penalty, cost.flags & WRITES_SP)
+                cost.entry_penalty, cost.flags & WRITES_SP, owner)
         if self._lib.bh_insert(ctypes.byref(self._st), *args) != 0:
             self.flush()
             self._lib.bh_insert(ctypes.byref(self._st), *args)
@@ -291,23 +317,27 @@ class BlockCounter:
     # ------------------------------------------------------------------ Python fallback
     def _py_block(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         st = self._st
+        cycles0 = st.cycles
         if st.prev_flags & WRITES_SP:
             sp = uc.reg_read(st.sp_reg)
             st.last_sp = sp
             if sp < st.sp_min:
                 st.sp_min = sp
+            if sp < self.prof_sp_min[st.ctx]:
+                self.prof_sp_min[st.ctx] = sp
             if sp < st.stack_limit:
                 st.status |= ST_STACK
                 uc.emu_stop()
         key = (address << 24) | size
-        cost = self._py_table.get(key)
-        if cost is None:
+        entry = self._py_table.get(key)
+        if entry is None:
             self._miss(address, size)
-            cost = self._py_table.get(key)
-            if cost is None:
+            entry = self._py_table.get(key)
+            if entry is None:
                 st.status |= ST_MISS
                 uc.emu_stop()
                 return
+        cost, owner = entry
         if address != st.prev_ft:
             st.cycles += st.prev_pen + cost.entry_penalty
         st.blk_addr = address
@@ -320,12 +350,21 @@ class BlockCounter:
         st.prev_ft = (address + size) & 0xFFFFFFFF
         st.prev_pen = cost.exit_penalty
         st.prev_flags = cost.flags
+        ctx = st.ctx if owner == INHERIT else owner
+        if ctx != st.ctx:
+            sp = uc.reg_read(st.sp_reg)
+            if sp < self.prof_sp_min[ctx]:
+                self.prof_sp_min[ctx] = sp
+            st.ctx = ctx
+        self.prof_cycles[ctx] += st.cycles - cycles0
+        self.prof_instrs[ctx] += cost.instructions
         if st.instrs >= st.instr_limit:
             st.status |= ST_LIMIT
             uc.emu_stop()
 
     def _py_data_read(self, uc: Uc, access: int, address: int, size: int, value: int, _ud: object) -> None:
         self._st.cycles += self._st.data_penalty
+        self.prof_cycles[self._st.ctx] += self._st.data_penalty
         self._st.data_reads += 1
         self._py_align(uc, access, address, size, value, _ud)
 
@@ -340,6 +379,18 @@ class BlockCounter:
 
     def set_data_penalty(self, cycles: int) -> None:
         self._st.data_penalty = cycles
+
+    def profile(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Cycles and instructions per profile context so far (from the core thread: a consistent copy)."""
+        return tuple(self.prof_cycles), tuple(self.prof_instrs)
+
+    def profile_stack_min(self) -> tuple[int, ...]:
+        """The lowest stack pointer seen in each context (0xFFFFFFFF: none seen)."""
+        return tuple(self.prof_sp_min)
+
+    def leave_context(self) -> None:
+        """Charge what follows to context 0 until a block that has an owner runs (an inference ended)."""
+        self._st.ctx = 0
 
     def clear_status(self) -> int:
         s = self._st.status

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.elf import ElfReadError, Segment, read_elf
+from bench.elf import EM_ARM, ElfReadError, Segment, read_elf
 
 from .faults import ElfLoadError
 
@@ -40,6 +40,12 @@ class ElfImage:
     def symbol(self, name: str) -> int | None:
         """Address of a named symbol, or None."""
         return self._elf.symbol(name)
+
+    def functions(self) -> list[tuple[int, int, str]]:
+        """``(address, size, name)`` of every sized function symbol (Thumb's bit 0 cleared)."""
+        thumb = self.machine == EM_ARM
+        return [((s.value & ~1) if thumb else s.value, s.size, s.name) for s in self._elf.symbols
+                if s.kind == "STT_FUNC" and s.defined and s.size]
 
     # ------------------------------------------------------------------ memory
     def static_ram_end(self, ram_base: int, ram_size: int) -> int:

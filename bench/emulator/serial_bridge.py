@@ -25,6 +25,10 @@ from collections import deque
 
 TX_BACKLOG = 1 << 16
 SETTLE_S = 0.1
+#: Acknowledge host bytes at once (Linux; re-armed after every read). pyserial's socket:// port
+#: does not disable Nagle's algorithm, so a host write that follows another one unacknowledged
+#: (a frame written in two parts) would wait for the delayed ACK, 40 ms, on every request.
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class SerialBridge:
@@ -97,6 +101,8 @@ class SerialBridge:
         while True:
             try:
                 data = conn.recv(4096)
+                if data and QUICKACK is not None:
+                    conn.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             except OSError:
                 data = b""
             with self._cond:

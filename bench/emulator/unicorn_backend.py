@@ -11,6 +11,7 @@ How a run goes:
    and runs until a fault, a hang, or :meth:`close`.
 3. Every basic block is costed once (capstone + ``cycles``), the per-block counting runs in C
    (``blockhook``), and the counters give the modelled cycle count returned by SysTick reads.
+   The same hook charges each block to a layer of the model (``layers``): ``last_layers()``.
 4. The UART is the loopback TCP server of ``serial_bridge``.
 
 Faults (``emu.fault``) stop the core, then the serial socket is closed so a host blocked on a
@@ -42,6 +43,7 @@ from bench.elf import EM_ARM, EM_RISCV
 
 from .elfimage import ElfImage
 from .faults import ElfLoadError, Fault, FaultKind
+from .layers import LayerMap
 from .machine import RV32EC, MachineSpec
 from .peripherals import Bus, UnmodelledAccess, build_peripherals
 from .serial_bridge import SerialBridge
@@ -88,7 +90,8 @@ class UnicornEmulator(Emulator):
         self._accelerate = accelerate
         self._ws = 0
         self._blocks: dict[int, BlockCost] = {}
-        self._reads: deque[tuple[int, int]] = deque(maxlen=2)
+        # (instructions, cycles, per-context cycles, per-context instructions) at each counter read
+        self._reads: deque[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = deque(maxlen=2)
         self._counter_reads = 0
         self._stop = False
         self._wall = 0.0
@@ -144,8 +147,10 @@ class UnicornEmulator(Emulator):
         for p in pages:
             uc.mmio_map(p, page, self._mmio_read, p, self._mmio_write, p)
         # Cycle counting (C hook when possible) and the flash data-read penalty.
+        self.layers = LayerMap(self.image, self._canonical)
         self.counter = blockhook.BlockCounter(uc, self._describe, sp_reg=self._sp_reg, pc_reg=self._pc_reg,
-                                              stack_limit=self.stack_limit, accelerate=self._accelerate)
+                                              stack_limit=self.stack_limit, accelerate=self._accelerate,
+                                              owner=self.layers.owner, contexts=self.layers.contexts)
         self.counter.install([(b, b + s - 1) for b, s in spec.flash_regions])
         self.counter.set_data_penalty(self.model.data_read_penalty(self._ws))
         # Precise PC in peripheral callbacks needs a memory hook on those addresses.
@@ -416,7 +421,8 @@ class UnicornEmulator(Emulator):
         return self._position()[1]
 
     def on_counter_read(self) -> None:
-        self._reads.append(self._position())
+        self._reads.append((*self._position(), *self.counter.profile()))
+        self.counter.leave_context()
         self._counter_reads += 1
 
     def set_wait_states(self, ws: int) -> None:
@@ -481,8 +487,26 @@ class UnicornEmulator(Emulator):
         """
         if len(self._reads) < 2:
             return None, None
-        (i0, c0), (i1, c1) = self._reads
+        (i0, c0, _, _), (i1, c1, _, _) = self._reads
         return i1 - i0, c1 - c0
+
+    def last_layers(self) -> dict[str, tuple[int, int]] | None:
+        """Per layer function, (instructions, cycles) of the last inference (between the last two counter reads).
+
+        Only the layers' own work (with the kernels they call); the rest of the inference window
+        (potnn_predict's calls and argmax, the counter reads) is ``last_inference()`` minus their sum.
+        None until the firmware has read the counter twice.
+        """
+        if len(self._reads) < 2:
+            return None
+        (_, _, c0, n0), (_, _, c1, n1) = self._reads
+        return {name: (n1[i] - n0[i], c1[i] - c0[i]) for i, name in enumerate(self.layers.names, start=1)}
+
+    def layer_stack(self) -> dict[str, int]:
+        """Per layer function, the deepest stack seen while it ran (bytes below the top of the stack)."""
+        low = self.counter.profile_stack_min()
+        return {name: self.stack_top - low[i] for i, name in enumerate(self.layers.names, start=1)
+                if low[i] != 0xFFFFFFFF}
 
     @property
     def stats(self) -> EmulatorStats:

@@ -1,9 +1,11 @@
 """One fuzzing campaign: malformed frames in batches, each answer checked against the oracle.
 
 Every byte the fuzzer sends is also fed to the oracle (``bench.fuzz.oracle``), so it knows what
-the firmware must answer to each malformed frame, and what INFO must report for ``rx_dropped``
-and ``naks_sent`` - not just "some answer came". INFER answers are compared with the reference
-logits (``potnn.simulate``) of the images sent.
+the firmware must answer to each malformed frame, how much of an image each LOAD answer must say
+is held, and what INFO must report for ``rx_dropped`` and ``naks_sent`` - not just "some answer
+came". INFER answers are compared with the reference logits (``potnn.simulate``) of the images
+sent, carry their image's CRC, and repeat the previous answer byte for byte when no new image
+was complete.
 
 Why the timing is deterministic: the only time-dependent behaviour of the parser is the
 inter-byte timeout that drops a partial frame. The fuzzer never pauses while the oracle says a
@@ -22,10 +24,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from bench.fuzz.cases import FRAME_KINDS, Generator
+from bench.fuzz.cases import FRAME_KINDS, Generator, upload
 from bench.fuzz.oracle import Expect, FirmwareModel
-from bench.protocol import (VERSION, BadFrame, Frame, FrameDecoder, FrameType, InferResult, InfoResult,
-                            NakReason, ProtocolError, encode_frame)
+from bench.frames import (VERSION, BadFrame, Frame, FrameDecoder, FrameType, InferResult, InfoResult, NakReason,
+                          ProtocolError, decode_held, encode_frame)
 
 
 class FuzzFailure(Exception):
@@ -49,7 +51,7 @@ class FuzzStats:
     timeouts: int = 0          # partial frames left for the firmware's inter-byte timeout
     bursts: int = 0
     batches: int = 0
-    unknown_infers: int = 0    # frames completed by chance into a good INFER: structure checked
+    unknown_infers: int = 0    # inferences of images the fuzzer does not know (stray chunks): structure checked
     wall_s: float = 0.0
     info: dict[str, int] = field(default_factory=dict)
 
@@ -107,6 +109,7 @@ class Fuzzer:
         self.info0: InfoResult | None = None
         self.stack_hw = 0
         self.model: FirmwareModel | None = None
+        self._last_infer: bytes | None = None   # the payload of the last INFER answer that ran the model
         self._last_batch = b""
         self._t0 = time.monotonic()
 
@@ -177,15 +180,33 @@ class Fuzzer:
             self.stats.info = {"rx_dropped": info.rx_dropped, "naks_sent": info.naks_sent,
                                "stack_high_water": info.stack_high_water}
             return
+        if want.kind == "load":
+            if got.type != FrameType.LOAD_RESP or len(got.payload) != 2 or decode_held(got.payload) != want.held:
+                raise self._fail(f"wrong answer: expected {want.describe()}, got {_show(got)}")
+            self.stats.valid["LOAD"] += 1
+            return
         if got.type != FrameType.INFER_RESP:
             raise self._fail(f"wrong answer: expected {want.describe()}, got {_show(got)}")
+        self._check_infer(got.payload, want)
+
+    def _check_infer(self, payload: bytes, want: Expect) -> None:
+        assert self.info0 is not None
+        k = self.info0.num_classes
+        if want.fresh or want.repeat:
+            same = InferResult(0, [0] * k, 0, 0).encode() if want.fresh else self._last_infer
+            if payload != same:
+                raise self._fail(f"INFER answer is not {want.describe()}")
+            self.stats.valid["INFER repeated"] += 1
+            return
         try:
-            ans = InferResult.decode(got.payload)
+            ans = InferResult.decode(payload)
         except ProtocolError as e:
             raise self._fail(f"malformed INFER answer: {e}") from None
-        k = self.info0.num_classes if self.info0 else len(ans.logits)
         if len(ans.logits) != k or not ans.logits or ans.cls != int(np.argmax(ans.logits)):
             raise self._fail(f"INFER answer breaks its own rules: class {ans.cls}, {len(ans.logits)} logits")
+        if ans.image_crc != want.image_crc:
+            raise self._fail(f"INFER answer for image CRC {ans.image_crc:#06x}, expected {want.describe()}")
+        self._last_infer = payload
         if want.logits is None:
             self.stats.unknown_infers += 1
             return
@@ -218,8 +239,10 @@ class Fuzzer:
         self.gen = Generator(self.rng, self.info0.rx_capacity, self.info0.input_size, list(self.refs))
 
     def _valid_request(self) -> bytes:
+        """INFO, or a known image sent in chunks of random sizes and its INFER."""
         if self.refs and self.rng.random() < 0.4:
-            return encode_frame(FrameType.INFER_REQ, self.rng.choice(list(self.refs)))
+            sizes = [self.rng.randrange(1, len(next(iter(self.refs))) + 1) for _ in range(3)]
+            return upload(self.rng.choice(list(self.refs)), sizes)
         return encode_frame(FrameType.INFO_REQ, b"")
 
     def _exchange(self, wire: bytes, expects: list[Expect]) -> None:
@@ -298,4 +321,6 @@ def _show(frame: Frame) -> str:
     if frame.type == FrameType.NAK and len(frame.payload) == 4:
         return (f"NAK reason {frame.payload[0]} type {frame.payload[1]:#04x} "
                 f"detail {int.from_bytes(frame.payload[2:4], 'little')}")
+    if frame.type == FrameType.LOAD_RESP and len(frame.payload) == 2:
+        return f"LOAD answer (holds {decode_held(frame.payload)} bytes)"
     return f"frame type {frame.type:#04x} with {len(frame.payload)} payload bytes"

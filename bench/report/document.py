@@ -19,8 +19,8 @@ import numpy as np
 from bench.atomic import write_bytes, write_text
 from bench.report.regression import Finding, Thresholds, all_comparisons, group_key, group_label, groups
 from bench.report.plots import (MAX_FAILURE_IMAGES, labeled, plot_accuracy, plot_confusion, plot_cycles,
-                                plot_failures, plot_sizes, plot_trend)
-from bench.results import RunRecord, wrong_rows
+                                plot_failures, plot_layers, plot_sizes, plot_trend)
+from bench.results import ResultsError, RunRecord, wrong_rows
 
 
 @dataclass
@@ -41,7 +41,8 @@ def _fmt(v: Any, kind: str = "") -> str:
     return str(v)
 
 
-def build_sections(runs: list[RunRecord], th: Thresholds) -> tuple[list[Section], list[Finding]]:
+def build_sections(runs: list[RunRecord], th: Thresholds,
+                   damaged: list[ResultsError] | None = None) -> tuple[list[Section], list[Finding]]:
     seqs = groups(runs)
     latest_runs = [seq[-1] for seq in seqs.values()]
     latest_f, history_f = all_comparisons(runs, th)
@@ -95,6 +96,8 @@ def build_sections(runs: list[RunRecord], th: Thresholds) -> tuple[list[Section]
         secs.append(Section("Cycles per inference",
                             ["Cycles measured on the board (SysTick around potnn_predict) or by the "
                              "emulator's cycle model."], [], [("cycles", plot_cycles(latest_runs))]))
+        secs += _layer_sections(latest_runs)
+        secs.append(_frontier_section(latest_runs))
         secs.append(Section("Flash and RAM against the board budget",
                             ["RAM = static data (.data + .bss) plus the measured or estimated stack."],
                             [], [("sizes", plot_sizes(latest_runs))]))
@@ -126,9 +129,47 @@ def build_sections(runs: list[RunRecord], th: Thresholds) -> tuple[list[Section]
                             [(["run", "board", "model", "rows", "planned", "started"],
                               [[r.run_id, str(r.meta.get("board")), str(r.meta.get("model")), str(len(r.rows)),
                                 str(r.meta.get("n")), str(r.meta.get("started"))] for r in incomplete])], []))
-    if not runs:
+    if damaged:
+        secs.append(Section("Damaged runs", ["Runs whose files are corrupt (not merely cut short by a crash, "
+                                             "which `--resume` repairs): repair each or move it out of the "
+                                             "results directory. They are left out of every figure above."],
+                            [(["run", "file", "problem"],
+                              [[e.path.parent.name, e.path.name, e.reason] for e in damaged])], []))
+    if not runs and not damaged:
         secs.append(Section("No runs", ["No run found in this results directory yet."], [], []))
     return secs, regressions
+
+
+def _layer_sections(latest: list[RunRecord]) -> list[Section]:
+    """Per layer, instructions, cycles and stack of the newest profiled runs (``layers``, ``bench.profile``)."""
+    png = plot_layers(latest)
+    if png is None:
+        return []
+    rows = []
+    for r in latest:
+        for row in r.info.get("layers") or []:
+            kind = " ".join(v for v in (row.get("kind"), row.get("encoding")) if v)
+            share = "-" if row.get("share") is None else f"{100 * float(row['share']):.1f} %"
+            rows.append([group_label(group_key(r)[:3]), str(row["name"]), kind,
+                         _fmt(row.get("instructions_mean"), "int"), _fmt(row.get("cycles_mean"), "int"), share,
+                         _fmt(row.get("stack_bytes"), "int")])
+    return [Section("Cycles per layer", ["Means per inference on the unicorn emulator: each layer's own code and the "
+                                         "kernels it calls; (firmware) is potnn_predict's own work and the counter "
+                                         "reads. The rows of a run add up to its cycles per inference."],
+                    [(["group", "layer", "kind", "instructions", "cycles", "share", "max stack B"], rows)],
+                    [("layers", png)])]
+
+
+def _frontier_section(latest: list[RunRecord]) -> Section:
+    """Accuracy against cycles on MNIST: the zoo and these runs, measured; BitNetMCU, published."""
+    # imported here: `python -m bench.report.frontier` runs that module as __main__, which must not be
+    # imported already when the package bench.report loads
+    from bench.report.frontier import frontier_png
+
+    return Section("Accuracy against cycles: the frontier",
+                   ["16×16 MNIST. Measured: the zoo's figures (meta.json, emulated boards) and this report's "
+                    "full-test-set MNIST runs. Published: BitNetMCU's own figures, on the chips the legend names "
+                    "(bench/report/frontier.py gives each source)."], [], [("frontier", frontier_png(latest))])
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:

@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from bench.report.regression import GroupKey, group_key, group_label, run_order
 from bench.results import RunRecord, wrong_rows
@@ -232,3 +233,83 @@ def plot_failures(run: RunRecord) -> bytes | None:
     fig.suptitle(f"Wrong (red) or mismatching the reference (orange): {group_label(group_key(run)[:3])}",
                  fontsize=8)
     return _png(fig)
+
+
+def plot_layers(latest: list[RunRecord]) -> bytes | None:
+    """One stacked bar per board and model: each layer's share of the cycles per inference, in model order.
+
+    Shares rather than cycles on the axis: the zoo's models differ by 30× in cycles, and the question a
+    bar answers is which layer to make faster; each bar ends with its total. None when no run has a
+    per-layer profile (``layers``: runs on the unicorn emulator).
+    """
+    runs = [r for r in latest if r.info.get("layers")]
+    if not runs:
+        return None
+    fig = _figure(9, 0.55 * len(runs) + 1.6)
+    ax = fig.add_subplot()
+    colours = [c for i, c in enumerate(_TAB10) if i != 7]   # grey is the firmware's
+    for y, r in enumerate(runs):
+        layers = r.info["layers"]
+        total = sum(float(row["cycles_mean"]) for row in layers) or 1.0
+        left = 0.0
+        for i, row in enumerate(layers):
+            share = 100 * float(row["cycles_mean"]) / total
+            firmware = row.get("kind") == "firmware"
+            ax.barh(y, share, left=left, color=_TAB10[7] if firmware else colours[i % len(colours)],
+                    edgecolor="white", linewidth=0.5)
+            if share >= 7:
+                ax.text(left + share / 2, y, f"{row['name']}\n{share:.0f} %", ha="center", va="center", fontsize=7,
+                        color="white")
+            left += share
+        ax.text(101, y, f"{total:,.0f} cycles", va="center", fontsize=7)
+    ax.set_yticks(range(len(runs)), [group_label(group_key(r)[:3]) for r in runs], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 118)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("share of the cycles per inference (%), layers in model order; grey: potnn_predict and the "
+                  "counter reads")
+    ax.set_title("Where the cycles go, per layer (newest run, emulated)")
+    return _png(fig)
+
+
+_TAB10 = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+          "#64b5cd"]
+
+
+def plot_frontier(points: list[Any]) -> bytes:
+    """Accuracy against cycles per inference (log x) of ``bench.report.frontier.FrontierPoint``s.
+
+    Measured points are filled, published ones hollow, and the legend says which is which; every
+    point is labelled, so the picture reads without the table it comes from.
+    """
+    fig = _figure(8.5, 5.2)
+    ax = fig.add_subplot()
+    families = list(dict.fromkeys(p.family for p in points))
+    for i, family in enumerate(families):
+        pts = sorted((p for p in points if p.family == family), key=lambda p: p.cycles)
+        published = pts[0].published
+        colour = _TAB10[i % len(_TAB10)]
+        ax.plot([p.cycles for p in pts], [100 * p.accuracy for p in pts], linestyle=":" if published else "-",
+                linewidth=0.8, color=colour, marker="^" if published else "o", markersize=7,
+                markerfacecolor="none" if published else colour, label=family)
+        for p in pts:   # measured families alternate above and below their points: they share accuracies
+            ax.annotate(p.label, (p.cycles, 100 * p.accuracy), fontsize=6, color=colour, textcoords="offset points",
+                        xytext=(5, -10) if published or i % 2 else (5, 5))
+    ax.set_xscale("log")
+    cycles = [p.cycles for p in points]
+    ax.set_xlim(min(cycles) / 1.25, max(cycles) * 1.7)   # room for the labels right of the points
+    ax.xaxis.set_major_formatter(FuncFormatter(_cycles_text))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: _cycles_text(v) if str(v)[0] in "25" else ""))
+    ax.tick_params(axis="x", which="both", labelsize=7)
+    ax.set_xlabel("cycles per inference (log scale)")
+    ax.set_ylabel("accuracy on the 10,000 MNIST test images (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("16×16 MNIST: accuracy against cycles per inference\n"
+                 "filled: potnn, measured on the emulated board; hollow: published by others", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def _cycles_text(v: float, _pos: int | None = None) -> str:
+    """300k, 1M, 2.5M: a cycle count as an axis label."""
+    return f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"

@@ -15,8 +15,9 @@
  * When the input is used up, port_uart_getc() longjmps out of bench_run().
  *
  * Besides the sanitizers' checks, every byte the firmware sends is parsed again with the same
- * parser: it must be a sequence of whole frames with good CRCs, of the three answer types, and
- * every NAK must be 4 bytes with a known reason.  Anything else aborts (a finding).
+ * parser: it must be a sequence of whole frames with good CRCs, each followed by its
+ * PROTO_TX_PAD zeros, of the four answer types (INFO, INFER, LOAD, NAK), every NAK 4 bytes with
+ * a known reason and every LOAD answer at most the input size.  Anything else aborts (a finding).
  */
 #include <setjmp.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@ static uint32_t cycles;
 /* The checker: the firmware's output, parsed as the host would. */
 static uint8_t out_payload[PROTO_MAX_PAYLOAD];
 static struct proto_rx out_rx;
+static unsigned pad_due;              /* zeros still owed after the last frame */
 
 uint32_t fuzz_cycle_counter(void)
 {
@@ -90,10 +92,17 @@ static void check_answer(void)
 {
     switch (out_rx.type) {
     case PROTO_INFO_RESP:
+        break;
     case PROTO_INFER_RESP:
+        if (out_rx.length != 10u + 4u * BENCH_NUM_CLASSES)
+            abort();
+        break;
+    case PROTO_LOAD_RESP:
+        if (out_rx.length != 2u || (out_payload[0] | out_payload[1] << 8) > BENCH_INPUT_SIZE)
+            abort();
         break;
     case PROTO_NAK:
-        if (out_rx.length != 4u || out_payload[0] < PROTO_NAK_BAD_CRC || out_payload[0] > PROTO_NAK_BAD_VERSION)
+        if (out_rx.length != 4u || out_payload[0] < PROTO_NAK_BAD_CRC || out_payload[0] > PROTO_NAK_TOO_LONG)
             abort();
         break;
     default:
@@ -105,11 +114,18 @@ static void check_answer(void)
 
 void port_uart_putc(uint8_t byte)
 {
+    if (pad_due) {
+        if (byte != 0)
+            abort();                  /* a frame not followed by its padding */
+        pad_due--;
+        return;
+    }
     switch (proto_rx_feed(&out_rx, byte)) {
     case PROTO_EV_NONE:
         break;
     case PROTO_EV_FRAME:
         check_answer();
+        pad_due = PROTO_TX_PAD;
         break;
     default:
         abort();                      /* a corrupt or oversize frame from the firmware */
@@ -135,10 +151,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in_data = data + 1;
     in_size = size - 1;
     in_pos = 0;
+    pad_due = 0;
     proto_rx_init(&out_rx, out_payload, PROTO_MAX_PAYLOAD);
     if (setjmp(input_done) == 0)
         bench_run();                  /* never returns: the input's end longjmps here */
-    if (proto_rx_busy(&out_rx))
+    if (proto_rx_busy(&out_rx) || pad_due)
         abort();                      /* the firmware stopped in the middle of an answer */
     return 0;
 }

@@ -6,7 +6,9 @@ is also often larger than the flash estimate, which is fitted to GCC. Only the c
 toolchain present compiles and links the header alone with the bench's flags (code and constants in
 one output section, unused functions dropped as in the firmware), reports each function's frame
 (`-fstack-usage`, Clang's `-stack-usage-file`), and objcopy writes the flash section as a binary
-whose length is the model's flash (linker relaxation included). No ELF file is parsed here.
+whose length is the model's flash (linker relaxation included). No ELF file is parsed here. Each
+compiler's assembly of the header is also checked for multiplies (potnn.codegen.multiply): a header one
+of them would multiply in is refused.
 
 The call structure of a header is fixed by the generator: potnn_predict calls the layer functions
 (`potnn_<i>_<name>`), which call the kernels (`potnn_dot_*`, `potnn_gather*`), which call nothing.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from ..boards import BoardFacts
 from .budget import ExportError
+from .multiply import multiplies
 
 # The bench firmware's flags that change code generation (bench/build.py CFLAGS, at its default -Os).
 BENCH_CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-fdata-sections", "-Os")
@@ -130,12 +133,24 @@ def measure(text: str, facts: BoardFacts) -> dict[str, Compiled]:
             _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, *usage, *_LINK[kind], f"-Wl,-T,{work / 'flash.ld'}",
                                str(work / "model.c"), str(out / "libc.o"), *_LIBS[kind], "-o", str(elf)], cwd=out)
             _run(kind, facts, [*tc.objcopy, "-O", "binary", "-j", ".flash", str(elf), str(binary)], cwd=out)
+            _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, "-S", str(work / "model.c"), "-o", str(out / "model.s")], cwd=out)
+            _refuse_multiplies(kind, facts, (out / "model.s").read_text())
             reports = sorted(out.glob("*.su"))
             if not reports:
                 raise ExportError(f"{kind} wrote no stack-usage report for {facts.name}; its compiler may be too "
                                   "old for -fstack-usage (GCC 4.6+, Clang 13+)")
             result[kind] = Compiled(predict_stack(frames(reports[0].read_text())), binary.stat().st_size)
     return result
+
+
+def _refuse_multiplies(kind: str, facts: BoardFacts, assembly: str) -> None:
+    """The header must compile to shifts and adds only (potnn.codegen.multiply says why it might not)."""
+    found = multiplies(assembly)
+    if found:
+        function, instructions = next(iter(found.items()))
+        raise ExportError(f"{function.split('.')[0]} multiplies ({instructions[0]}) as {kind} compiles it for "
+                          f"{facts.name}: the model would break the no-multiply contract; this is a generator bug, "
+                          "please report it with the header")
 
 
 def _run(kind: str, facts: BoardFacts, argv: list[str], cwd: Path) -> None:

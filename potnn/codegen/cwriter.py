@@ -50,11 +50,16 @@ def cname(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
-def shl(src: str, exponent: int, signed: bool) -> str:
-    """C for src * 2**exponent: a shift, through uint32 when the value may be negative."""
-    if exponent == 0:
-        return src
-    return f"POTNN_SHL({src}, {exponent})" if signed else f"((int32_t){src} << {exponent})"
+def shl(src: str, exponent: int) -> str:
+    """C for src * 2**exponent: POTNN_SHL, whose result the compiler cannot fold into a multiply."""
+    return src if exponent == 0 else f"POTNN_SHL({src}, {exponent})"
+
+
+def steps(*names: str) -> str:
+    """The statement at the top of a loop's body that keeps the variables `names`, advanced by constant
+    additions in the loop's header, running sums (a compiler would otherwise compute them as the loop's
+    count times the step: a multiply)."""
+    return " ".join(f"POTNN_STEP({n});" for n in names)
 
 
 def clamp_store(dst: str, ctype: str, lo: int, hi: int) -> str:

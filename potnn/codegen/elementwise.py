@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .cwriter import CWriter, INT32_MIN, requant, shl
+from .cwriter import CWriter, INT32_MIN, requant, shl, steps
 from .emitter import OpEmitter
 
 
@@ -19,12 +19,13 @@ class MaxPool(OpEmitter):
         out = CWriter()
         out(f"const {self.in_ctype} *cin = in;")
         with out.block(f"for (int c = 0; c < {c}; c++, cin += {h * w})"):
-            out(f"int rowbase = {-ph * w - pw};")
+            out(steps("cin"), f"int rowbase = {-ph * w - pw};")
             with out.block(f"for (int iy0 = {-ph}; iy0 < {(oh - 1) * sh - ph + 1}; iy0 += {sh}, rowbase += {sh * w})"):
-                out("int base = rowbase;")
+                out(steps("rowbase"), "int base = rowbase;")
                 with out.block(f"for (int ix0 = {-pw}; ix0 < {(ow - 1) * sw - pw + 1}; ix0 += {sw}, base += {sw})"):
-                    out(f"int m = {INT32_MIN};", "int off = base;")
+                    out(steps("base", "out"), f"int m = {INT32_MIN};", "int off = base;")
                     with out.block(f"for (int ky = 0; ky < {kh}; ky++, off += {w})"):
+                        out(steps("off"))
                         with out.block(f"for (int kx = 0; kx < {kw}; kx++)"):
                             if ph > 0 or pw > 0:
                                 out(f"if ((unsigned)(iy0 + ky) >= {h}u || (unsigned)(ix0 + kx) >= {w}u) continue;")
@@ -47,7 +48,7 @@ class GlobalAvgPool(OpEmitter):
         out = CWriter()
         out(f"const {self.in_ctype} *p = in;")
         with out.block(f"for (int c = 0; c < {c}; c++)"):
-            out(f"int32_t acc = {int(op.bias[0])}, v;", f"for (int i = 0; i < {h * w}; i++) acc += *p++;")
+            out(steps("p"), f"int32_t acc = {int(op.bias[0])}, v;", f"for (int i = 0; i < {h * w}; i++) acc += *p++;")
             out.extend(requant("acc", int(op.shift[0]), out_spec.lo, out_spec.hi, "out[c]", out_spec.ctype))
         return out.lines
 
@@ -78,8 +79,7 @@ class Add(OpEmitter):
         out_spec = self.em.spec(op.output)
         assert op.bias is not None and op.shift is not None and out_spec.lo is not None and out_spec.hi is not None
         sa, sb = op.in_shifts
-        ta = shl("a[i]", sa, self.em.signed(op.inputs[0]))
-        tb = shl("b[i]", sb, self.em.signed(op.inputs[1]))
+        ta, tb = shl("a[i]", sa), shl("b[i]", sb)
         out = CWriter()
         with out.block(f"for (int i = 0; i < {out_spec.size}; i++)"):
             out(f"const int32_t acc = {ta} + {tb} + {int(op.bias[0])};", "int32_t v;")

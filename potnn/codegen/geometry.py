@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..program import IntOp
-from .cwriter import CWriter
+from .cwriter import CWriter, steps
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,12 @@ class PositionLoops:
             rows = (f"for (int oy0 = {-qph}, iyw = {iy}, roww = {iy * w}; oy0 < {(py - 1) * qsh - qph + 1}; "
                     f"oy0 += {qsh}, iyw += {qsh * sh}, roww += {qsh * sh * w})")
             cols = f"for (int ox0 = {-qpw}, ixw = {ix}; ox0 < {(px - 1) * qsw - qpw + 1}; ox0 += {qsw}, ixw += {qsw * sw})"
-        with out.block(rows), out.block(cols):
-            yield
+        with out.block(rows):
+            out(steps("rowbase") if self.op.pool is None else steps("iyw", "roww"))
+            with out.block(cols):
+                if self.op.pool is not None:
+                    out(steps("ixw"))
+                yield
 
     @contextmanager
     def window(self, out: CWriter) -> Iterator[None]:
@@ -151,9 +155,11 @@ class PositionLoops:
         (sh, sw), w = self.op.stride, self.w
         _, py, px = self.op.out_shape
         with out.block(f"for (int wy = 0, iy0 = iyw, rowbase = roww; wy < {qkh}; wy++, iy0 += {sh}, rowbase += {sh * w})"):
+            out(steps("iy0", "rowbase"))
             if qph > 0 or (py - 1) * qsh - qph + qkh > self.oh:
                 out(f"if ((unsigned)(oy0 + wy) >= {self.oh}u) continue;")
             with out.block(f"for (int wx = 0, ix0 = ixw; wx < {qkw}; wx++, ix0 += {sw})"):
+                out(steps("ix0"))
                 if qpw > 0 or (px - 1) * qsw - qpw + qkw > self.ow:
                     out(f"if ((unsigned)(ox0 + wx) >= {self.ow}u) continue;")
                 out("const int base = rowbase + ix0;")

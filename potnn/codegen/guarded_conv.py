@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from functools import cached_property
 
-from .cwriter import INT32_MIN, CWriter
+from .cwriter import INT32_MIN, CWriter, steps
 from .emitter import OpEmitter
 from .geometry import ConvGeometry, PositionLoops
 from .shift_add import ExponentGroup, exponent_groups, group_constructs, group_lines
@@ -43,7 +43,6 @@ class GuardedUnrolledConv(OpEmitter):
 
     def body(self) -> list[str]:
         op = self.op
-        signed = self.em.signed(op.inputs[0])
         oc_n = op.out_shape[0]
         rows, cols = self.guards
         loops = PositionLoops(op)
@@ -53,6 +52,7 @@ class GuardedUnrolledConv(OpEmitter):
         if pooled:
             out(f"int32_t best[{oc_n}];")
         with loops.outputs(out):
+            out(steps("pos"))
             if pooled:
                 out(f"for (int oc = 0; oc < {oc_n}; oc++) best[oc] = {INT32_MIN};")
             with loops.window(out):
@@ -66,9 +66,9 @@ class GuardedUnrolledConv(OpEmitter):
                     for guard, groups in guarded_groups:
                         if guard:
                             with out.block(f"if ({guard})"):
-                                out.extend(group_lines(groups, signed))
+                                out.extend(group_lines(groups))
                         else:
-                            out.extend(group_lines(groups, signed))
+                            out.extend(group_lines(groups))
                     if pooled:
                         out(f"if (acc > best[{oc}]) best[{oc}] = acc;")
                     else:

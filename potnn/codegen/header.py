@@ -16,9 +16,9 @@ from ..program import IntOp, IntProgram
 from ..memory import MemoryPlan, plan_memory, view_root
 from ..boards import load_board_facts
 from .budget import FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash, fit_ladder
-from .cwriter import cname
 from .emitter import Emitter, FitChoice
 from .kernels import dot_kernel, gather_kernel, prelude
+from .layer_symbols import PREDICT, layer_function
 from .registry import emit_op
 from .compiled import Compiled, measure
 from .target import RV32EC_GCC, Target
@@ -62,8 +62,8 @@ class _Program:
         return f"(({self.p.tensors[name].ctype} *)(potnn_arena.bytes + {self.plan.offsets[name]}))"
 
     def functions(self) -> list[tuple[IntOp, str]]:
-        """Each operation that is code (reshapes are views) and the name of its C function."""
-        return [(op, f"potnn_{i}_{cname(op.name)}") for i, op in enumerate(self.p.ops) if op.kind != "reshape"]
+        """Each operation that is code (reshapes are views) and the name of its C function (``layer_symbols``)."""
+        return [(op, layer_function(i, op.name)) for i, op in enumerate(self.p.ops) if op.kind != "reshape"]
 
     def call(self, op: IntOp, fn: str) -> str:
         return f"    {fn}({', '.join(self.ref(n) for n in op.inputs)}, {self.ref(op.output)});"
@@ -166,7 +166,7 @@ def _text(prog: _Program, em: Emitter) -> str:
         f"#define POTNN_WEIGHT_BYTES {em.weight_bytes}",
         f"#define POTNN_FLASH_ESTIMATE {flash}",
         "",
-        "int potnn_predict(const uint8_t *input, int32_t *logits);",
+        f"int {PREDICT}(const uint8_t *input, int32_t *logits);",
         "",
         *prelude(),
         "",
@@ -177,7 +177,7 @@ def _text(prog: _Program, em: Emitter) -> str:
         "",
         *_kernels(em),
         *em.functions,
-        "int potnn_predict(const uint8_t *input, int32_t *logits)",
+        f"int {PREDICT}(const uint8_t *input, int32_t *logits)",
         "{",
         "    int32_t *out = logits ? logits : potnn_logits;",
         *(prog.call(op, fn) for op, fn in prog.functions()),

@@ -59,7 +59,7 @@ class InputMajor:
                     loads.append((o, here))
         return InputMajor(len(block), False, loads)
 
-    def lines(self, signed: bool) -> tuple[list[str], list[int]]:
+    def lines(self) -> tuple[list[str], list[int]]:
         """The C, and per channel the left shift still to apply to its sum (after a max-pool's max: a
         shift keeps the order). The caller's POTNN_OPAQUE(p) keeps GCC from carrying the loaded inputs
         over to the next block in spilled registers."""
@@ -70,7 +70,7 @@ class InputMajor:
             for i, v in taps:
                 e, sign = exponent(v), "+" if v > 0 else "-"
                 if self.by_input:
-                    term = shl("x", e, signed)
+                    term = shl("x", e)
                     lines.append(f"a{i} {sign}= {term};" if level[i] is not None else
                                  f"a{i} = {term};" if v > 0 else f"a{i} = -{term};")
                     level[i] = 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..encoding import Encoding, filter_offsets, get_encoding, pack
 from ..program import IntOp
-from .cwriter import INT32_MIN, CWriter, requant, requant_by_table
+from .cwriter import INT32_MIN, CWriter, requant, requant_by_table, steps
 from .emitter import Emitter, OpEmitter
 from .geometry import ConvGeometry, PositionLoops
 from .kernels import dot_kernel_name
@@ -129,6 +129,8 @@ class PackedLinear(_DotKernelLayer):
             out(self.weight_pointer)
         step = f", wp += {self.step}" if self.fixed else ""
         with out.block(f"for (int oc = 0; oc < {self.stream.weights.shape[0]}; oc++{step})"):
+            if self.fixed:
+                out(steps("wp"))
             out(f"acc = {self.dot('in')};", *self.store("out[oc]"))
         return out.lines
 
@@ -182,9 +184,11 @@ class PackedConv(_DotKernelLayer):
         if pooled:
             out(f"{out_t} q;")
         with loops.outputs(out):
+            out(steps("o"))
             if pooled:
                 floor = INT32_MIN if op.final else str(self.em.spec(op.output).lo)
-                out(f"for (int oc = 0; oc < {oc_n}; oc++) o[oc * {plane}] = {floor};")
+                with out.block(f"for ({out_t} *f = o, *end = o + {oc_n * plane}; f != end; f += {plane})"):
+                    out(f"*f = {floor};")
             with loops.window(out):
                 interior = self.geometry.interior()
                 flags = not self.looped_copy or interior  # they feed the unrolled border copy and the interior test
@@ -199,6 +203,7 @@ class PackedConv(_DotKernelLayer):
                 out("int oc = 0;", f"{out_t} *oo = o;")
                 if op.groups > 1:
                     with out.block(f"for (int g = 0, gb = base; g < {op.groups}; g++, gb += {icpg * h * w})"):
+                        out(steps("gb"))
                         self._filters(out, ocpg, plane)
                 else:
                     self._filters(out, ocpg, plane)
@@ -210,7 +215,7 @@ class PackedConv(_DotKernelLayer):
         out.extend(self.copy.lines())
         step = f", wp += {self.step}" if self.fixed else ""
         with out.block(f"for (int k = 0; k < {ocpg}; k++, oc++{step})"):
-            out(f"acc = {self.dot('patch')};")
+            out(steps("oo", *(["wp"] if self.fixed else [])), f"acc = {self.dot('patch')};")
             if self.op.pool is not None:
                 out(*self.store("q"), "if (q > *oo) *oo = q;", f"oo += {plane};")
             else:
@@ -258,13 +263,15 @@ class StreamingPackedConv(PackedLayer):
             if pooled:
                 out("int32_t best;")
             with loops.outputs(out):
+                out(steps("o"))
                 if pooled:
                     out(f"best = {INT32_MIN};")
                 with loops.window(out):
                     out("acc = bias;", "wp = wf;", *enc.decoder_reset, f"const {in_t} *cin = gin;")
                     with out.block(f"for (int ic = 0; ic < {icpg}; ic++, cin += {h * w})"):
-                        out("int off = base;")
+                        out(steps("cin"), "int off = base;")
                         with out.block(f"for (int ky = 0; ky < {kh}; ky++, off += {w})"):
+                            out(steps("off"))
                             if rows:
                                 out(f"const int rowok = (unsigned)(iy0 + ky) < {h}u;")
                             with out.block(f"for (int kx = 0; kx < {kw}; kx++)"):

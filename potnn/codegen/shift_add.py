@@ -36,15 +36,15 @@ def exponent_groups(taps: list[tuple[str, int]]) -> list[ExponentGroup]:
             for e, terms in sorted(by_exp.items())]
 
 
-def group_lines(groups: list[ExponentGroup], signed: bool, init: bool = False) -> list[str]:
+def group_lines(groups: list[ExponentGroup], init: bool = False) -> list[str]:
     """acc += (Σ ±x) << e, one statement per group; with `init` the first statement assigns acc."""
     lines = []
     for g in groups:
         if g.positive and g.negative:
-            expr, op, may_be_negative = " + ".join(g.positive) + " - " + " - ".join(g.negative), "+=", True
+            expr, op = " + ".join(g.positive) + " - " + " - ".join(g.negative), "+="
         else:
-            expr, op, may_be_negative = " + ".join(g.positive or g.negative), ("+=" if g.positive else "-="), signed
-        term = shl(f"({expr})" if g.size > 1 else expr, g.exponent, may_be_negative or signed)
+            expr, op = " + ".join(g.positive or g.negative), ("+=" if g.positive else "-=")
+        term = shl(f"({expr})" if g.size > 1 else expr, g.exponent)
         if init and not lines:
             negated = f"-{term}" if term[0] == "(" or term.startswith("POTNN") else f"-({term})"
             lines.append(f"acc = {term if op == '+=' else negated};")

@@ -43,7 +43,7 @@ def _rv32ec_gcc_code_bytes() -> dict[str, int]:
         "packed_linear": 100,  # a packed linear layer's loop and call
         "gather_output": 20,  # an output of an unrolled linear layer summed by potnn_gather (the call)
         "kernel_gather": 130,  # a potnn_gather kernel
-        "packed_conv": 149,  # a packed conv's loops, copy set-up, calls
+        "packed_conv": 163,  # a packed conv's loops (their running offsets kept: POTNN_STEP), copy set-up, calls
         "packed_conv_pool": 152,  # ... its max-pool
         "packed_conv_groups": 24,  # ... its group loop
         "streaming_conv": 478,  # packed conv with its own weight-by-weight decoder

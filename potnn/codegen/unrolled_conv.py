@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from ..program import IntOp
-from .cwriter import INT32_MIN, CWriter, shl
+from .cwriter import INT32_MIN, CWriter, shl, steps
 from .emitter import Emitter, OpEmitter
 from .geometry import ConvGeometry
 from .input_major import InputMajor
@@ -131,41 +131,40 @@ class UnrolledConv(OpEmitter):
             groups.append(blocks)
         return groups
 
-    def _write_block(self, out: CWriter, block: _Block, signed: bool) -> None:
+    def _write_block(self, out: CWriter, block: _Block) -> None:
         plane = self.g.plane
         n = len(block.channels)
         with out.block():
             if not self.pooled:
-                code, exps = block.windows[0].lines(signed)
+                code, exps = block.windows[0].lines()
                 out("POTNN_OPAQUE(p);", *code)
                 for i, oc in enumerate(block.channels):
-                    out(*self.store_biased(oc, f"o[{oc * plane}]", shl(f"a{i}", exps[i], True)))
+                    out(*self.store_biased(oc, f"o[{oc * plane}]", shl(f"a{i}", exps[i])))
                 return
             # each channel's running max in a register (m_i); the common power of two is applied after the max
             if self.repeat_windows:
                 out(f"int32_t {', '.join(f'm{i}' for i in range(n))};", "p = src;")
                 for w, window in enumerate(block.windows):
-                    code, exps = window.lines(signed)
+                    code, exps = window.lines()
                     with out.block():
                         out("POTNN_OPAQUE(p);", *code)
                         out(*(f"m{i} = a{i};" if w == 0 else f"if (a{i} > m{i}) m{i} = a{i};" for i in range(n)))
                         if w + 1 < len(block.windows):  # the next window's loads wait for these maxes
                             out(*(f"POTNN_AFTER(p, m{i});" for i in range(n)))
             else:
-                code, exps = block.windows[0].lines(signed)
+                code, exps = block.windows[0].lines()
                 count = str(len(self.window_offsets)) if self.g.windows_static else "nwin"
                 out(f"int32_t {', '.join(f'm{i} = {INT32_MIN}' for i in range(n))};")
                 with out.block(f"for (int k = 0; k < {count}; k++)"):
                     out("p = src + woff[k];", "POTNN_OPAQUE(p);", *code)
                     out(*(f"if (a{i} > m{i}) m{i} = a{i};" for i in range(n)))
             for i, oc in enumerate(block.channels):
-                out(*self.store_biased(oc, f"o[{oc * plane}]", shl(f"m{i}", exps[i], True)))
+                out(*self.store_biased(oc, f"o[{oc * plane}]", shl(f"m{i}", exps[i])))
 
     def body(self) -> list[str]:
         g, layout, pooled = self.g, self.layout, self.pooled
         rows, cols = self.guards
         guarded = bool(rows or cols)
-        signed = self.em.signed(self.op.inputs[0])
         woffs = self.window_offsets
         woff_t = "uint8_t" if max(woffs) < 256 else "uint16_t"
         dynamic = pooled and not g.windows_static
@@ -185,11 +184,15 @@ class UnrolledConv(OpEmitter):
         iy, iy_step = (f", iy = {g.iy0}", f", iy += {g.dy}") if rows or looped else ("", "")
         cy, cy_step = (f", cy = {-g.qph}", f", cy += {g.qsh}") if dynamic else ("", "")
         cx, cx_step = (f", cx = {-g.qpw}", f", cx += {g.qsw}") if dynamic else ("", "")
-        with out.block(f"for (int Y = 0{iy}, row = {g.iy0 * g.w}{cy}; Y < {g.py}; "
-                       f"Y++{iy_step}, row += {g.dy * g.w}{cy_step})"):
+        # each loop tests the offset it advances, and the other running values are kept sums (steps)
+        with out.block(f"for (int row = {g.iy0 * g.w}{iy}{cy}; row != {(g.iy0 + g.py * g.dy) * g.w}; "
+                       f"row += {g.dy * g.w}{iy_step}{cy_step})"):
+            if iy or cy:
+                out(steps(*(["iy"] if iy else []), *(["cy"] if cy else [])))
             for r, conds in rows.items() if flags else ():
                 out(f"const int ry{r} = {' && '.join(c.replace('@', 'iy') for c in conds)};")
-            with out.block(f"for (int X = 0, ix = {g.ix0}{cx}; X < {g.px}; X++, ix += {g.dx}{cx_step}, o++)"):
+            with out.block(f"for (int ix = {g.ix0}{cx}; ix != {g.ix0 + g.px * g.dx}; ix += {g.dx}{cx_step}, o++)"):
+                out(steps("o", *(["cx"] if cx else [])))
                 out("const int b = row + ix;")
                 for c, conds in cols.items() if flags else ():
                     out(f"const int cx{c} = {' && '.join(s.replace('@', 'ix') for s in conds)};")
@@ -198,9 +201,9 @@ class UnrolledConv(OpEmitter):
                 if dynamic:
                     out("nwin = 0;")
                     with out.block(f"for (int wy = 0, ro = 0; wy < {g.qkh}; wy++, ro += {g.sh * layout.rs})"):
-                        out(f"if ((unsigned)(cy + wy) >= {g.oh}u) continue;",
-                            f"for (int wx = 0, co = ro; wx < {g.qkw}; wx++, co += {g.sw})",
-                            f"    if ((unsigned)(cx + wx) < {g.ow}u) woff[nwin++] = ({woff_t})co;")
+                        out(steps("ro"), f"if ((unsigned)(cy + wy) >= {g.oh}u) continue;")
+                        with out.block(f"for (int wx = 0, co = ro; wx < {g.qkw}; wx++, co += {g.sw})"):
+                            out(steps("co"), f"if ((unsigned)(cx + wx) < {g.ow}u) woff[nwin++] = ({woff_t})co;")
                 for gi, blocks in enumerate(self.blocks):
                     copy = self._copy(gi)
                     if layout.in_place and guarded and interior:
@@ -216,7 +219,7 @@ class UnrolledConv(OpEmitter):
                     if not pooled:
                         out("p = src;")
                     for block in blocks:
-                        self._write_block(out, block, signed)
+                        self._write_block(out, block)
         return out.lines
 
     def constructs(self) -> Counter[str]:

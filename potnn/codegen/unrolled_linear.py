@@ -69,12 +69,14 @@ class UnrolledLinear(OpEmitter):
         counts: list[int] = []
         lines = [f"const {self.in_ctype} *p;", "int32_t acc;" if self.op.final else "int32_t acc, v;"]
         for oc, out in enumerate(self.outputs):
-            code = group_lines(out.groups, signed, init=not out.gathered)
+            code = group_lines(out.groups, init=not out.gathered)
             if out.gathered:
                 code = [f"acc = {kernel}(p, {fn}_i + {len(indices)}, {fn}_n + {len(counts)});"] + code
                 indices += out.indices
                 counts += out.counts
                 self.em.gather_kernels.add((signed, self.index_ctype))
+            # one group's loads at a time: Clang would otherwise load an output's every input first, then spill
+            code = [line for statement in code for line in (statement, "POTNN_OPAQUE(acc);")][:-1]
             lines += ["p = in;", "POTNN_OPAQUE(p);"] + code + self.store_biased(oc, f"out[{oc}]")
         if indices:
             self.em.tables.append(f"/* {fn}: the weights summed by {kernel}: per output, the count of each "

@@ -88,6 +88,6 @@ class TinyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))
         x = nn.functional.max_pool2d(x, 2)
-        x = torch.relu(self.conv2(x))
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
         x = self.pool(x).view(x.size(0), -1)
         return self.fc(x)

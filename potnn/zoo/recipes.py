@@ -11,6 +11,21 @@ from ..config import Config
 from ..data import dataset_info
 from .architectures import ConvNet, SignalNet
 
+BOARDS = ("ch32v003", "py32f003")
+
+
+def board_config(dataset: str, boards: tuple[str, ...] = BOARDS, **options: object) -> Config:
+    """A Config for a model of `dataset` that must run on every board in `boards` from one header.
+
+    Each budget is the smallest of the boards' `Config.for_board` budgets (what the model may use beside
+    the bench firmware, with either toolchain); the header's flash and stack are measured with the first
+    board's compilers at export, and `python -m potnn.zoo.train` exports again for each other board to
+    check that it fits there too.
+    """
+    fitted = [Config.for_board(b) for b in boards]
+    return dataset_info(dataset).config(flash=min(c.flash for c in fitted), ram=min(c.ram for c in fitted),
+                                        board=boards[0], **options)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -33,34 +48,34 @@ class Recipe:
     seed: int = 0
     dataset: str = "mnist16"  # a registered dataset (potnn.data.DATASETS): trained on, and tested on its test split
     accuracy_floor: float = 0.0
-    boards: tuple[str, ...] = field(default=("ch32v003", "py32f003"))
+    boards: tuple[str, ...] = BOARDS  # the boards `config` must fit (see board_config)
     default_for: tuple[str, ...] = ()
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(
         name="mnist16-fast",
-        description="conv 12 + pool, conv 24 + pool, linear; all unrolled and pruned (30, 82, 50 % zeros)",
-        build=lambda: ConvNet(((12, "pool"), (24, "pool"))),
-        config=dataset_info("mnist16").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll"),
+        description="conv 10 + pool, conv 24 + pool, linear; all unrolled and pruned (30, 82, 50 % zeros)",
+        build=lambda: ConvNet(((10, "pool"), (24, "pool"))),
+        config=board_config("mnist16", per_channel=True, default_encoding="unroll"),
         float_epochs=100, qat_epochs=40, qat_lr=3e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
-        sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, freeze=0.02, seed=1, accuracy_floor=0.990,
+        sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, freeze=0.02, seed=1, accuracy_floor=0.989,
     ),
     Recipe(
         name="mnist16-accurate",
         description="three conv + pool stages (12, 24, 48 ch) and a linear layer; first conv unrolled, the rest fp130",
         build=lambda: ConvNet(((12, "pool"), (24, "pool"), (48, "pool"))),
-        config=dataset_info("mnist16").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll",
-                                              layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"}),
-        float_epochs=40, qat_epochs=20, qat_lr=2e-4, augment="affine", distill=0.5,
+        config=board_config("mnist16", per_channel=True, default_encoding="unroll",
+                            layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"}),
+        float_epochs=40, qat_epochs=20, qat_lr=2e-4, augment="affine", distill=0.5, freeze=0.02,
         accuracy_floor=0.992, default_for=("ch32v003", "py32f003"),
     ),
     Recipe(
         name="digits8-small",
         description="8×8 digits: conv 24 + pool (unroll), conv 32 + pool and linear (fp130)",
         build=lambda: ConvNet(((24, "pool"), (32, "pool")), size=8),
-        config=dataset_info("digits8").config(flash=16384, ram=2048, per_channel=True, default_encoding="unroll",
-                                              layer_encodings={"convs.1": "fp130", "fc": "fp130"}),
+        config=board_config("digits8", per_channel=True, default_encoding="unroll",
+                            layer_encodings={"convs.1": "fp130", "fc": "fp130"}),
         float_epochs=40, qat_epochs=40, batch_size=64, augment=False, distill=0.5, dataset="digits8",
         accuracy_floor=0.97,
     ),
@@ -69,8 +84,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         description="6-axis motion, 100 samples: conv1d 8 (k5) + pool 4, conv1d 16 (k5) + pool 2, global average, "
                     "linear; all unrolled",
         build=lambda: SignalNet(6, ((8, 5, 4), (16, 5, 2)), 4),
-        config=dataset_info("basicmotions").config(flash=16384, ram=2048, per_channel=True,
-                                                   default_encoding="unroll"),
+        config=board_config("basicmotions", per_channel=True, default_encoding="unroll"),
         float_epochs=150, qat_epochs=300, qat_lr=3e-3, batch_size=8, augment=False, freeze=0.02,
         dataset="basicmotions", accuracy_floor=0.975,
     ),

@@ -12,20 +12,25 @@ model's accuracy on that held-out part, and writes nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
+from ..config import Config
 from ..data import dataset_loaders, load_dataset
 from ..codegen import export
 from ..qat import set_mode
 from ..simulate import simulate
 from ..train import train
 from . import MODELS_DIR, get, load
+from .recipes import Recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or MODELS_DIR / recipe.name
     if args.reexport:
         out.mkdir(parents=True, exist_ok=True)
-        report = export(load(recipe.name), out / "model.h", recipe.config)
+        model = load(recipe.name)
+        report = export(model, out / "model.h", recipe.config)
+        check_other_boards(model, recipe, out / "model.h")
         meta = get(recipe.name).meta()
         meta.update(ram_bytes=report.ram_bytes, weight_bytes=report.weight_bytes, flash_estimate=report.flash_estimate)
         (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "weights.pt")
     report = export(model, out / "model.h", recipe.config)
+    check_other_boards(model, recipe, out / "model.h")
     meta = {
         "name": recipe.name, "description": recipe.description, "dataset": recipe.dataset,
         "integer_accuracy": accuracy, "test_images": int(len(labels)),
@@ -93,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{recipe.name}: integer accuracy {100 * accuracy:.2f}% on {len(labels)} {recipe.dataset} test samples, "
           f"RAM {report.ram_bytes} B, weights {report.weight_bytes} B, flash ~{report.flash_estimate} B, {wall:.0f} s")
     return 0
+
+
+def check_other_boards(model: nn.Module, recipe: Recipe, header: Path) -> None:
+    """Export for each of the recipe's other boards (their own budgets and compilers): the model must fit
+    each, with the very header shipped, so that one model.h serves every board its recipe names."""
+    shipped = header.read_text()
+    for board in recipe.boards[1:]:
+        budget = Config.for_board(board)
+        config = dataclasses.replace(recipe.config, flash=budget.flash, ram=budget.ram, board=board)
+        with tempfile.TemporaryDirectory() as tmp:
+            export(model, Path(tmp) / "model.h", config)  # raises ExportError, with every budget, if it does not fit
+            if (Path(tmp) / "model.h").read_text() != shipped:
+                raise SystemExit(f"{recipe.name}: the export for {board} differs from the one for {recipe.boards[0]} "
+                                 "(the fit ladder chose another form there); shrink the model until one header fits both")
 
 
 if __name__ == "__main__":
