@@ -139,13 +139,14 @@ def test_profile_refuses_a_placement_without_the_cycle_model(tmp_path: Path, emu
 
 
 def test_frontier_shows_the_zoo_measured_and_the_peers_published(tmp_path: Path) -> None:
-    shipped = {(path.parent.name, board) for path in ZOO_MODELS.glob("*/meta.json")
+    shipped = {(path.parent.name, board, kind) for path in ZOO_MODELS.glob("*/meta.json")
                for meta in [json.loads(path.read_text())] if meta.get("dataset") == "mnist16"
-               for board in meta.get("on_board") or {}}
+               for board, by_toolchain in (meta.get("on_board") or {}).items() for kind in by_toolchain}
     ours = zoo_points()
-    assert shipped and len(ours) == len(shipped) and {p.label for p in ours} == {name for name, _ in shipped}
+    assert shipped and len(ours) == len(shipped) and {p.label for p in ours} == {name for name, _, _ in shipped}
     assert all(not p.published and "measured" in p.family and "meta.json" in p.source for p in ours)
-    other = zoo_points([("digits", {"dataset": "digits8", "on_board": {"ch32v003": {"accuracy": 0.9, "cycles": 1}}})])
+    other = zoo_points([("digits", {"dataset": "digits8", "integer_accuracy": 0.9,
+                                       "on_board": {"ch32v003": {"gnu": {"cycles": 1}}}})])
     assert other == []                                               # MNIST models only
     assert len(PEERS) == 6 and all(p.published and "published" in p.family and p.source for p in PEERS)
     assert {(p.accuracy, p.cycles) for p in PEERS if "CNN" in p.label} == {

@@ -372,7 +372,8 @@ def test_bare_board_runs_the_zoo_default_with_simulate_as_reference(tmp_path: Pa
     from firmware_models import export_tiny
 
     m = export_tiny(tmp_path, seed=3)  # its bundle names mnist16: no --data needed
-    monkeypatch.setattr(models, "_load_zoo", lambda: None)  # only the entry registered here
+    monkeypatch.setattr(models, "_load_zoo", lambda: None)  # only the entry registered here,
+    monkeypatch.setattr(models, "_REGISTRY", {})             # even when an earlier test loaded the zoo
     models.register(models.ModelEntry("tiny-zoo", m.header, "test entry", default_for=("ch32v003",)))
     try:
         out = run_mod.execute(run_mod.RunOptions(board="ch32v003", emulator="unicorn", limit=8,
