@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import warnings
 
 import torch
 import torch.nn as nn
 
-from .codegen.budget import ExportError, FlashNeed, RamNeed, check_budgets
+from .codegen.budget import ExportError, FlashNeed, RamNeed, check_budgets, firmware_buffers
 from .codegen.header import ExportReport, render
 from .config import Config
 from .encoding import get_encoding
@@ -72,7 +71,7 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
         report = render(program, alone)[1]
     except ExportError:
         report = render(program, dataclasses.replace(alone, flash=_NO_LIMIT))[1]  # the fastest form's figure
-    buffers = math.prod(program.input_shape) + 4 * program.num_classes if config.board is not None else 0
+    buffers = firmware_buffers(program) if config.board is not None else 0
     ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)
     flash = FlashNeed(report.flash_estimate, report.weight_bytes)
     if pruning and ram.total <= config.ram and flash.total > config.flash:

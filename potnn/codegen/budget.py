@@ -15,6 +15,7 @@ so a model export accepts is one the build accepts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ ALONE = ("Config(flash=, ram=) budgets the model alone; use Config.for_board(...
          "bench firmware and the stack")
 RAM_ADVICE = "use fewer channels or pool earlier"
 FLASH_ADVICE = "use a packed encoding (fp130, 5level, 2bit, ternary) for the large layers, or fewer channels"
+
+
+def firmware_buffers(program: IntProgram) -> int:
+    """The bench firmware's RAM that the model sizes: its input image (uint8) and its int32 logits."""
+    return math.prod(program.input_shape) + 4 * program.num_classes
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ and the macros the bench and the firmware read (the header contract)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from ..encoding import get_encoding
 from ..program import IntOp, IntProgram
 from ..memory import MemoryPlan, plan_memory, view_root
 from ..boards import load_board_facts
-from .budget import FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash, fit_ladder
+from .budget import (FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash, firmware_buffers,
+                     fit_ladder)
 from .emitter import Emitter, FitChoice
 from .kernels import dot_kernel, gather_kernel, prelude
 from .layer_symbols import PREDICT, layer_function
@@ -202,7 +202,7 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int,
     flash = estimated_flash(em)
     if config.board is None:
         return RamNeed(arena, 4 * k), flash, None
-    buffers = math.prod(program.input_shape) + 4 * k
+    buffers = firmware_buffers(program)
     need = RamNeed(arena, 4 * k, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
         return need, flash, None
