@@ -207,9 +207,9 @@ class RowWriter:
                 raise ResultsError(self.path, f"columns {header} differ from {self.columns}")
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size     # the end of the last whole line
-        self.rows_written = 0       # rows appended through this writer (not counting a resumed file's)
         if self._size == 0:
             self._write_line(self.columns)
+        self._first_row_at = self._size             # where this writer's rows begin (after a resumed file's)
 
     def _write_line(self, cells: Iterable[str]) -> None:
         assert self._fd is not None, "RowWriter is closed"
@@ -232,7 +232,17 @@ class RowWriter:
         if len(cells) != len(self.columns):
             raise ValueError(f"row has {len(cells)} cells, rows.csv has {len(self.columns)} columns")
         self._write_line(cells)
-        self.rows_written += 1
+
+    @property
+    def rows_written(self) -> int:
+        """Whole rows this writer appended, counted in the file itself (not counting a resumed file's).
+
+        Counted from disk, not in a variable, because a signal (Ctrl-C, SIGTERM) can land after a
+        row's bytes are written and before any counter moves on; the file is what a resume sees.
+        """
+        with open(self.path, "rb") as f:
+            f.seek(self._first_row_at)
+            return f.read().count(b"\n")
 
     def close(self) -> None:
         if self._fd is not None:

@@ -75,6 +75,27 @@ def test_torn_last_line_is_dropped_for_incomplete_runs_and_cut_on_reopen(tmp_pat
     assert df["index"].tolist() == [0, 1, 2]
 
 
+def test_a_signal_between_a_rows_write_and_its_fsync_still_counts_the_row(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM may land after a row's bytes are written: the count must be what the file holds."""
+    path = tmp_path / "rows.csv"
+    real_fsync = R.os.fsync
+    with R.RowWriter(path, K) as w:
+        w.append(_row(0))
+
+        def fsync(fd: int) -> None:
+            raise KeyboardInterrupt      # delivered between os.write and the bookkeeping after it
+
+        monkeypatch.setattr(R.os, "fsync", fsync)
+        with pytest.raises(KeyboardInterrupt):
+            w.append(_row(1))
+        monkeypatch.setattr(R.os, "fsync", real_fsync)
+        assert w.rows_written == len(R.read_rows(path)) == 2
+    with R.RowWriter(path, K) as w:    # a resumed file's rows are not this writer's
+        w.append(_row(2))
+        assert w.rows_written == 1
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "empty file"),
     ("a,b,c\n", "header must start"),
