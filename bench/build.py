@@ -24,6 +24,7 @@ import json
 import re
 import shutil
 import subprocess
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -215,10 +216,19 @@ def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
                          f"that asks for that much work cannot fit a microcontroller); full log: {log}") from None
     with open(log, "a") as f:
         f.write("$ " + " ".join(argv) + "\n" + proc.stdout + proc.stderr + f"[exit {proc.returncode}]\n\n")
+    why = (f"the header or board file asks for more memory than any microcontroller has, e.g. a huge array or "
+           f".space); full log: {log}")
     if proc.returncode != 0 and re.search(r"File size limit exceeded|File too large", proc.stdout + proc.stderr):
-        raise BuildError(f"build stopped: the compiler wrote a file past {COMPILER_FILE_LIMIT >> 20} MiB (the "
-                         "header or board file asks for more memory than any microcontroller has, e.g. a huge "
-                         f"array or .space); full log: {log}")
+        raise BuildError(f"build stopped: the compiler wrote a file past {COMPILER_FILE_LIMIT >> 20} MiB ({why}")
+    if proc.returncode < 0 and not (proc.stdout + proc.stderr).strip():
+        # zig, compiling several files at once, dies by SIGABRT without a word when one of them
+        # passes the file bound (with the others cached it says "File too large" instead).
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        raise BuildError(f"build stopped: the compiler was killed by {name} without a message, as zig is when a file "
+                         f"it writes passes {COMPILER_FILE_LIMIT >> 20} MiB (most likely {why}")
     return proc
 
 

@@ -19,6 +19,7 @@ HEADER_BYTES = 4              # VER, TYPE, LEN lo, LEN hi
 OVERHEAD = len(SYNC) + HEADER_BYTES + 2
 INFO_FIXED_BYTES = 27         # INFO_RESP payload before the board name
 OFFSET_BYTES = 2              # a LOAD chunk's offset, after its data
+LOAD_RESP_BYTES = 4           # a LOAD answer: held, then the end of the chunk it answers
 
 
 class FrameType(IntEnum):
@@ -242,11 +243,22 @@ class InferResult:
                 + self.image_crc.to_bytes(2, "little"))
 
 
-def decode_held(payload: bytes) -> int:
-    """A LOAD answer: how many bytes of the image the board holds, from offset 0."""
-    if len(payload) != 2:
-        raise ProtocolError(f"LOAD answer of {len(payload)} bytes, expected 2")
-    return int.from_bytes(payload, "little")
+@dataclass(frozen=True)
+class LoadResult:
+    """A LOAD answer: ``held``, the image bytes the board holds from offset 0, and ``end``, the
+    offset + n of the LOAD it answers (mod 2^16), which tells a late answer to another LOAD apart."""
+
+    held: int
+    end: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "LoadResult":
+        if len(payload) != LOAD_RESP_BYTES:
+            raise ProtocolError(f"LOAD answer of {len(payload)} bytes, expected {LOAD_RESP_BYTES}")
+        return cls(int.from_bytes(payload[:2], "little"), int.from_bytes(payload[2:], "little"))
+
+    def encode(self) -> bytes:
+        return self.held.to_bytes(2, "little") + (self.end & 0xFFFF).to_bytes(2, "little")
 
 
 def decode_nak(payload: bytes) -> NakError:

@@ -19,12 +19,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from bench.frames import (INFO_FIXED_BYTES, OFFSET_BYTES, OVERHEAD, SYNC, VERSION, BadFrame, BenchTimeout, Frame,
+from bench.frames import (INFO_FIXED_BYTES, LOAD_RESP_BYTES, OFFSET_BYTES, OVERHEAD, SYNC, VERSION, BadFrame, BenchTimeout, Frame,
                           FrameDecoder, FrameType, InferResult, InfoResult, NakError, NakReason, ProtocolError, crc16,
-                          decode_held, decode_nak, encode_frame, load_payload, unverified)
+                          LoadResult, decode_nak, encode_frame, load_payload, unverified)
 
 __all__ = ["BadFrame", "BenchClient", "BenchTimeout", "ClientStats", "Frame", "FrameDecoder", "FrameType",
-           "InferResult", "InfoResult", "NakError", "NakReason", "ProtocolError", "SYNC", "VERSION", "crc16",
+           "InferResult", "InfoResult", "LoadResult", "NakError", "NakReason", "ProtocolError", "SYNC", "VERSION", "crc16",
            "encode_frame", "load_payload"]
 
 #: The port is read in slices this short, so a wait ends within this much of its deadline.
@@ -52,6 +52,7 @@ class ClientStats:
     filler_bytes: int = 0       # zeros sent to end a frame the board holds half received
     chunks: int = 0             # of the requests, LOADs of image chunks
     reuploads: int = 0          # images sent again because the answer was computed from another one
+    late_answers: int = 0       # answers to an earlier request, come after it was given up: skipped
 
     @property
     def retries(self) -> int:
@@ -61,7 +62,8 @@ class ClientStats:
         return {"requests": self.requests, "attempts": self.attempts, "retries": self.retries,
                 "recovered": self.recovered, "no_answer": self.no_answer,
                 "corrupt_answers": self.corrupt_answers, "naks_retried": self.naks_retried,
-                "filler_bytes": self.filler_bytes, "chunks": self.chunks, "reuploads": self.reuploads}
+                "filler_bytes": self.filler_bytes, "chunks": self.chunks, "reuploads": self.reuploads,
+                "late_answers": self.late_answers}
 
 
 @dataclass
@@ -136,9 +138,10 @@ class BenchClient:
     UNKNOWN_WAIT_S = 0.5
     FILLER_MARGIN = 16
     MIN_CHUNK = 8
-    #: Chunk size x loss per byte. Whole-frame survival is exp(-loss x bytes); a failed attempt
-    #: costs a wait, a good one a round trip, which puts the best chunk near 0.6 / loss.
-    CHUNK_SCALE = 1.0
+    #: Chunk size x loss per byte. Whole-frame survival is exp(-loss x bytes), and every attempt
+    #: also carries a frame's overhead, an answer and a round trip; on the paced emulator link at
+    #: 1 % faults, 0.4 / loss moved the most images per second (0.6 and 1.0 moved 2-10 % fewer).
+    CHUNK_SCALE = 0.4
     #: Image uploads per ``infer`` whose answer may be for another image before giving up.
     MAX_UPLOADS = 4
     #: LOAD answers in a row that do not advance the image before giving up.
@@ -204,9 +207,10 @@ class BenchClient:
         while pos < len(image) or restart:
             n = 0 if restart else min(self._chunk_size(), len(image) - pos)
             answer = self._exchange(FrameType.LOAD_REQ, load_payload(image[pos:pos + n], pos), FrameType.LOAD_RESP,
-                                    self.timeout, check=lambda f: _check_held(f, len(image)), no_room_ok=True)
+                                    self.timeout, check=lambda f: _check_held(f, len(image)), no_room_ok=True,
+                                    answers=lambda f, end=pos + n: _answers_load(f, end))
             self.stats.chunks += 1
-            held = capacity - answer.detail if isinstance(answer, NakError) else decode_held(answer.payload)
+            held = capacity - answer.detail if isinstance(answer, NakError) else LoadResult.decode(answer.payload).held
             restart = not (held == pos + n or held <= pos)
             pos = 0 if restart else held
             stalled = 0 if pos > best else stalled + 1
@@ -240,10 +244,13 @@ class BenchClient:
 
     # ------------------------------------------------------------------ one request, retried
     def _exchange(self, request_type: int, payload: bytes, response_type: int, limit: float,
-                  check: Callable[[Frame], str | None] | None = None, no_room_ok: bool = False) -> Any:
+                  check: Callable[[Frame], str | None] | None = None, no_room_ok: bool = False,
+                  answers: Callable[[Frame], bool] | None = None) -> Any:
         """Send one request until its answer comes (class doc for the rules) and return it.
 
         ``check(frame) -> problem or None`` rejects an answer as corrupted (then it is retried).
+        ``answers(frame)`` is False for an answer of the awaited type to another request (a late
+        one, come after its attempt was given up): it is skipped and the wait goes on.
         ``no_room_ok``: a TOO_LONG NAK for a request longer than the room it names is returned
         (for a LOAD it says how much of the image the board holds) instead of raised.
         """
@@ -265,7 +272,7 @@ class BenchClient:
             sent_at = time.monotonic()
             self.port.write(wire + bytes(self.TRAIL))      # one write: one USB or TCP packet
             self.stats.attempts += 1
-            out = self._await(response_type, wait)
+            out = self._await(response_type, wait, answers)
             if out.frame is not None and check is not None and (bad := check(out.frame)):
                 out = _Outcome(problem=f"corrupted answer ({bad})", heard=True, corrupt=True)
                 self.stats.corrupt_answers += 1
@@ -314,7 +321,7 @@ class BenchClient:
         """Payload bytes of the answer expected: typical (what an attempt exposes to the link
         besides the request), or the ``longest`` that answer can be."""
         if response_type == FrameType.LOAD_RESP:
-            return 2
+            return LOAD_RESP_BYTES
         if response_type == FrameType.INFER_RESP:
             return 10 + 4 * (self.info_result.num_classes if self.info_result else 0xFFFF if longest else 10)
         return INFO_FIXED_BYTES + (255 if longest else 8)
@@ -331,13 +338,15 @@ class BenchClient:
         the time is then too short; the median of 32 shrugs that off."""
         self._recent.setdefault(request_type, deque(maxlen=32)).append(latency)
 
-    def _await(self, response_type: int | None, wait: float) -> _Outcome:
+    def _await(self, response_type: int | None, wait: float,
+               answers: Callable[[Frame], bool] | None = None) -> _Outcome:
         """Read until an answer of ``response_type`` (None: none awaited) or a NAK comes, or
         ``wait`` seconds pass.
 
-        Frames of other types are stale answers to earlier requests and are skipped. Bytes that stop short of a frame (a cut answer, or one whose sync bytes were lost) end
-        the wait once the line has been quiet for ``STALL_S``; zeros between frames are the
-        board's padding, not a sign of loss.
+        Frames of other types, and those ``answers`` says are for another request, are late
+        answers to earlier requests and are skipped. Bytes that stop short of a frame (a cut
+        answer, or one whose sync bytes were lost) end the wait once the line has been quiet for
+        ``STALL_S``; zeros between frames are the board's padding, not a sign of loss.
         """
         now = time.monotonic()
         deadline, last = now + wait, now
@@ -360,13 +369,14 @@ class BenchClient:
                     stray = stray or (hunting and byte not in (0, SYNC[0]))
                     continue
                 stray = False
-                out = self._classify(event, response_type)
+                out = self._classify(event, response_type, answers)
                 if out is not None:
                     return out
         return _Outcome(problem="answer cut short" if self.decoder.busy or stray else "no answer", heard=heard)
 
-    def _classify(self, event: Frame | BadFrame, response_type: int | None) -> _Outcome | None:
-        """What a frame that arrived means for the request awaited (None: a stale answer, skip it)."""
+    def _classify(self, event: Frame | BadFrame, response_type: int | None,
+                  answers: Callable[[Frame], bool] | None = None) -> _Outcome | None:
+        """What a frame that arrived means for the request awaited (None: a late answer, skip it)."""
         if isinstance(event, BadFrame):
             self.stats.corrupt_answers += 1
             return _Outcome(problem=f"corrupted answer ({event.reason.name.lower()})", heard=True, corrupt=True)
@@ -378,6 +388,9 @@ class BenchClient:
                 return _Outcome(problem=f"corrupted answer ({e})", heard=True, corrupt=True)
             return _Outcome(nak=nak, problem=str(nak), heard=True)
         if event.type != response_type:
+            return None
+        if answers is not None and not answers(event):
+            self.stats.late_answers += 1
             return None
         if event.version != VERSION:
             raise ProtocolError(f"board answered with protocol version {event.version}, this bench speaks {VERSION}")
@@ -392,9 +405,15 @@ def _check_info(frame: Frame) -> str | None:
     return None
 
 
+def _answers_load(frame: Frame, end: int) -> bool:
+    """Whether a LOAD answer is for the LOAD whose chunk ends at ``end`` (one of another length is
+    left to the corruption check)."""
+    return len(frame.payload) != LOAD_RESP_BYTES or LoadResult.decode(frame.payload).end == end & 0xFFFF
+
+
 def _check_held(frame: Frame, size: int) -> str | None:
     try:
-        held = decode_held(frame.payload)
+        held = LoadResult.decode(frame.payload).held
     except ProtocolError as e:
         return str(e)
     return None if held <= size else f"the board says it holds {held} bytes of a {size}-byte image"

@@ -82,7 +82,7 @@ class RunOptions:
     timeout: float = 10.0
     show_progress: bool = True
     retries: int | None = None               # None: as many as fit in RETRY_BUDGET x ``timeout``
-    fault_rate: float = 0.0                  # bench.transport.FaultyPort between bench and board
+    fault_rate: float | None = None          # a rate (0 too): bench.transport.FaultyPort between bench and board
     fault_seed: int | None = None
     profile: bool = False                    # --profile: on the unicorn emulator, print the per-layer table
 
@@ -153,7 +153,7 @@ def resume_command(opts: RunOptions, board: str, header: Path, model_name: str, 
         ("--port", opts.port, None),
         ("--build-dir", opts.build_dir, None), ("--opt", opts.opt, "Os"), ("--toolchain", opts.toolchain, None),
         ("--timeout", opts.timeout, 10.0), ("--retries", opts.retries, None),
-        ("--fault-rate", opts.fault_rate, 0.0), ("--fault-seed", opts.fault_seed, None)]
+        ("--fault-rate", opts.fault_rate, None), ("--fault-seed", opts.fault_seed, None)]
     for flag, value, default in optional:
         if value != default:
             argv += [flag, str(value)]
@@ -168,7 +168,7 @@ def check_options(opts: RunOptions) -> None:
 
     Why here and not only in argparse: nightly and Python callers build ``RunOptions`` directly.
     """
-    if not 0.0 <= opts.fault_rate < 1.0:
+    if opts.fault_rate is not None and not 0.0 <= opts.fault_rate < 1.0:
         raise RunError(f"--fault-rate must be in [0, 1), not {opts.fault_rate}")
     if opts.limit is not None and int(opts.limit) < 1:
         raise RunError(f"--limit must be at least 1, not {opts.limit} (leave it out to stream every input)")
@@ -234,7 +234,8 @@ def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
 
     The link: ``BenchClient`` with adaptive timeouts and as many retries as fit in
     ``RETRY_BUDGET * opts.timeout`` per request (``opts.retries`` caps them), through a
-    ``bench.transport.FaultyPort`` when ``opts.fault_rate`` > 0. A link that fails for good (no
+    ``bench.transport.FaultyPort`` when ``opts.fault_rate`` is given (0 too: the clean
+    simulated link, paced at the board's baud rate on an emulator). A link that fails for good (no
     answer within the budget, the port gone) ends the run with one line that says what was lost,
     where the rows are, and the command that finishes the run.
     """
@@ -272,8 +273,9 @@ def execute(opts: RunOptions, say: Callable[[str], None] = _say) -> RunOutcome:
                  say=say) as link:
         port: Any = link.serial
         faulty = None
-        if opts.fault_rate:
-            port = faulty = FaultyPort(link.serial, opts.fault_rate, opts.fault_seed)
+        if opts.fault_rate is not None:
+            byte_time = 0.0 if placement.hardware else 10 / board.uart.baud   # an emulator has no UART pace
+            port = faulty = FaultyPort(link.serial, opts.fault_rate, opts.fault_seed, byte_time_s=byte_time)
         client = BenchClient(port, timeout=max(2.0, opts.timeout / 5), infer_timeout=opts.timeout,
                              retries=opts.retries, budget_s=RETRY_BUDGET * opts.timeout)
         try:
@@ -392,9 +394,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-flash", action="store_true", help="hardware: use the firmware already on the board")
     p.add_argument("--retries", type=int, default=None, metavar="N",
                    help="retries per request (default: as many as fit in 3 x --timeout)")
-    p.add_argument("--fault-rate", type=float, default=0.0, metavar="R",
-                   help="inject link faults: each byte is dropped, corrupted or delayed with probability R "
-                        "(tests the bench's retries; default 0)")
+    p.add_argument("--fault-rate", type=float, default=None, metavar="R",
+                   help="run over a simulated lossy link: each byte is dropped, corrupted or delayed with "
+                        "probability R (tests the bench's retries); on an emulator the link is paced at the "
+                        "board's baud rate, so --fault-rate 0 is the clean link to compare with")
     p.add_argument("--fault-seed", type=int, default=None, metavar="S", help="seed of the fault injector")
     p.set_defaults(func=main)
     return p

@@ -17,6 +17,12 @@ A delay shorter than the firmware's inter-byte timeout (20 ms on the boards) is 
 design; a longer one cuts the frame, like a drop. The RNG is seeded, so a failing run can be
 replayed byte for byte (given the same timing).
 
+``byte_time_s`` paces the wire as a UART does (10 bits a byte at the board's baud rate), for a
+link that has no pace of its own: the emulator hands bytes over at memory speed, several times
+faster than the board's 115200 baud, which would make a fault's fixed-length delays and waits
+look far costlier, against the byte time, than they are on a board. On hardware the UART paces
+itself and ``byte_time_s`` is 0.
+
 ``disconnect_after`` simulates a port that disappears (a USB bridge unplugged): after that many
 bytes in total, every read and write raises ``serial.SerialException``.
 """
@@ -55,7 +61,7 @@ class FaultyPort:
 
     def __init__(self, inner: Any, rate: float, seed: int | None = None,
                  kinds: tuple[str, ...] = FAULT_KINDS, max_delay_s: float = 0.015,
-                 disconnect_after: int | None = None):
+                 disconnect_after: int | None = None, byte_time_s: float = 0.0):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be between 0 and 1, not {rate}")
         unknown = set(kinds) - set(FAULT_KINDS)
@@ -66,6 +72,7 @@ class FaultyPort:
         self.kinds = tuple(kinds)
         self.max_delay_s = max_delay_s
         self.disconnect_after = disconnect_after
+        self.byte_time_s = byte_time_s
         self.rng = random.Random(seed)
         self.stats = FaultStats()
         self._held = bytearray()        # received bytes not yet delivered (a delay in progress)
@@ -132,8 +139,14 @@ class FaultyPort:
             self._gone = True
             raise serial.SerialException("port disappeared (fault injection: disconnected)")
 
+    def _pace(self, n: int) -> None:
+        """``n`` bytes on the wire take their time (see ``byte_time_s``)."""
+        if self.byte_time_s and n:
+            time.sleep(n * self.byte_time_s)
+
     def write(self, data: bytes) -> int:
         self._check_gone(len(data))
+        self._pace(len(data))
         chunk = bytearray()
         for byte in bytes(data):
             sent, delayed = self._carry("out", byte)
@@ -161,6 +174,7 @@ class FaultyPort:
             del self._held[:size]
             return out
         data = self.inner.read(size)
+        self._pace(len(data))
         out = bytearray()
         for i, byte in enumerate(data):
             got, delayed = self._carry("in", byte)

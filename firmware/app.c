@@ -100,7 +100,8 @@ static void send_info(void)
 }
 
 /* LOAD: take the chunk if it continues the image (offset == loaded); a chunk at offset 0 that
- * does not starts a new image (the host sends it again).  Either way, say how much is held. */
+ * does not starts a new image (the host sends it again).  Either way, say how much is held, and
+ * which LOAD this answers (its offset + n), so that a late answer to an earlier LOAD is told apart. */
 static void take_chunk(void)
 {
     uint16_t n = (uint16_t)(rx.length - 2u);
@@ -110,8 +111,9 @@ static void take_chunk(void)
         loaded = (uint16_t)(loaded + n);
     else if (offset == 0)
         loaded = 0;
-    proto_tx_begin(PROTO_LOAD_RESP, 2);
+    proto_tx_begin(PROTO_LOAD_RESP, 4);
     proto_tx_le(loaded, 2);
+    proto_tx_le((uint16_t)(offset + n), 2);
     proto_tx_end();
 }
 

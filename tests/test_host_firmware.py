@@ -18,7 +18,7 @@ import pytest
 import serial
 
 from bench.build import HostBuild, build_host, model_hash
-from bench.frames import decode_held
+from bench.frames import LoadResult
 from bench.protocol import (BenchClient, FrameDecoder, FrameType, InferResult, NakReason, crc16,
                             encode_frame, load_payload)
 from firmware_models import ExportedModel, export_tiny
@@ -92,10 +92,12 @@ def test_inference_equals_potnn_simulate(fw: HostFirmware, tiny: ExportedModel) 
 
 
 def _load(fw: HostFirmware, data: bytes, offset: int) -> int:
-    """One LOAD chunk; the bytes the board says it holds."""
+    """One LOAD chunk; the bytes the board says it holds (its answer names the chunk's end)."""
     events = fw.exchange(encode_frame(FrameType.LOAD_REQ, load_payload(data, offset)))
     assert len(events) == 1 and events[0].type == FrameType.LOAD_RESP, events
-    return decode_held(events[0].payload)
+    answer = LoadResult.decode(events[0].payload)
+    assert answer.end == offset + len(data)
+    return answer.held
 
 
 def test_an_image_in_chunks_is_held_in_order_and_answered_once(fw: HostFirmware, tiny: ExportedModel) -> None:

@@ -20,8 +20,8 @@ import serial
 from bench import results as R
 from bench import run as run_mod
 from bench.errors import RunError
-from bench.protocol import (BenchClient, BenchTimeout, FrameType, InferResult, NakReason, ProtocolError, crc16,
-                            encode_frame, load_payload)
+from bench.protocol import (BenchClient, BenchTimeout, FrameType, InferResult, LoadResult, NakReason, ProtocolError,
+                            crc16, encode_frame, load_payload)
 from bench.reference import Reference
 from bench.run_plan import plan_run
 from bench.stream import Inference, stream
@@ -43,6 +43,19 @@ def test_rate_zero_carries_every_byte_untouched() -> None:
     port.write(data)
     assert port.read(len(data)) == data
     assert port.stats.bytes_out == port.stats.bytes_in == len(data) and not port.stats.faults
+
+
+def test_a_paced_link_takes_the_byte_time_both_ways() -> None:
+    """On an emulator the injector paces the wire as the board's UART does (10 bits a byte)."""
+    port = FaultyPort(_loop(), 0.0, seed=1, byte_time_s=10 / 115200)
+    data = bytes(range(256)) * 2
+    start = time.monotonic()
+    port.write(data)
+    got = b""
+    while len(got) < len(data):
+        got += port.read(len(data))
+    assert got == data
+    assert time.monotonic() - start >= 2 * len(data) * 10 / 115200      # 89 ms for 2 x 512 bytes
 
 
 @pytest.mark.parametrize("kind", ["drop", "corrupt", "delay"])
@@ -99,7 +112,7 @@ def test_a_port_that_disappears_raises_serial_exception() -> None:
 # ----------------------------------------------------------------------------- client rules
 IMAGE = b"abcd"
 INFO = encode_frame(FrameType.INFO_RESP, info_payload(len(IMAGE), 1))
-HELD = encode_frame(FrameType.LOAD_RESP, len(IMAGE).to_bytes(2, "little"))
+HELD = encode_frame(FrameType.LOAD_RESP, LoadResult(len(IMAGE), len(IMAGE)).encode())
 ANSWER = InferResult(0, [5], 9, crc16(IMAGE))
 LOAD = request(FrameType.LOAD_REQ, load_payload(IMAGE, 0))
 
@@ -116,7 +129,29 @@ def test_a_retry_after_two_silences_first_ends_any_partial_frame_with_filler() -
     assert port.written[1:] == [LOAD, LOAD, bytes(filler), LOAD, request(FrameType.INFER_REQ)]
     assert client.stats.to_dict() == {"requests": 3, "attempts": 5, "retries": 2, "recovered": 1,
                                       "no_answer": 2, "corrupt_answers": 0, "naks_retried": 0,
-                                      "filler_bytes": filler, "chunks": 1, "reuploads": 0}
+                                      "filler_bytes": filler, "chunks": 1, "reuploads": 0, "late_answers": 0}
+
+
+def test_a_late_answer_to_another_load_is_skipped_not_taken_for_this_ones() -> None:
+    """The old failure: after one LOAD answer came late, every later LOAD read the answer to the
+    LOAD before it, and the client chased the board's position until it gave up. A LOAD answer
+    names the chunk it answers (offset + n), so a late one is skipped."""
+    image = bytes(range(8))
+    info = encode_frame(FrameType.INFO_RESP, info_payload(len(image), 1))
+    late = encode_frame(FrameType.LOAD_RESP, LoadResult(4, 4).encode())        # for the first chunk's retry
+    port = ScriptedPort([info, encode_frame(FrameType.LOAD_RESP, LoadResult(4, 4).encode()),
+                         late + encode_frame(FrameType.LOAD_RESP, LoadResult(8, 8).encode()),
+                         encode_frame(FrameType.INFER_RESP, InferResult(0, [3], 9, crc16(image)).encode())])
+    client = BenchClient(port, retries=0)
+    client.info()
+    client.loss.add(1000, failed=True)          # a lossy link: the image goes in chunks (two of 4 here)
+    client.loss.add(1000, failed=False)
+    client.MIN_CHUNK = 4
+    client.CHUNK_SCALE = 4 * client.loss.per_byte
+    assert client.infer(image).logits == [3]
+    assert port.written[1:] == [request(FrameType.LOAD_REQ, load_payload(image[:4], 0)),
+                                request(FrameType.LOAD_REQ, load_payload(image[4:], 4)), request(FrameType.INFER_REQ)]
+    assert client.stats.late_answers == 1 and client.stats.retries == 0
 
 
 def test_an_answer_for_another_image_sends_the_image_again() -> None:

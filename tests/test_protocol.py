@@ -8,8 +8,8 @@ import time
 import pytest
 
 from bench.protocol import (SYNC, BadFrame, BenchClient, BenchTimeout, Frame, FrameDecoder, FrameType,
-                            InferResult, InfoResult, NakError, NakReason, ProtocolError, crc16, encode_frame,
-                            load_payload)
+                            InferResult, InfoResult, LoadResult, NakError, NakReason, ProtocolError, crc16,
+                            encode_frame, load_payload)
 
 
 def test_crc_is_ccitt_false() -> None:
@@ -83,7 +83,8 @@ def test_document_examples_are_the_bytes_sent() -> None:
     """PROTOCOL.md's example frames (LOAD, its answer, INFER, a NAK) are what the encoder makes."""
     assert encode_frame(FrameType.LOAD_REQ, load_payload(bytes(4), 0)).hex(" ") == \
         "a5 5a 02 03 06 00 00 00 00 00 00 00 92 3c"
-    assert encode_frame(FrameType.LOAD_RESP, (4).to_bytes(2, "little")).hex(" ") == "a5 5a 02 83 02 00 04 00 68 fe"
+    assert encode_frame(FrameType.LOAD_RESP, LoadResult(4, 4).encode()).hex(" ") == \
+        "a5 5a 02 83 04 00 04 00 04 00 cd 77"
     assert encode_frame(FrameType.INFER_REQ).hex(" ") == "a5 5a 02 02 00 00 07 c8"
     assert encode_frame(FrameType.NAK, bytes([3, 0x42, 0, 0])).hex(" ") == "a5 5a 02 ff 04 00 03 42 00 00 f5 59"
 
@@ -150,7 +151,7 @@ def request(frame_type: int, payload: bytes = b"") -> bytes:
 
 IMAGE = b"\x01\x02"
 INFO2 = encode_frame(FrameType.INFO_RESP, info_payload(2, 1))
-HELD2 = encode_frame(FrameType.LOAD_RESP, (2).to_bytes(2, "little"))
+HELD2 = encode_frame(FrameType.LOAD_RESP, LoadResult(2, 2).encode())
 ANSWER = InferResult(0, [7], 99, crc16(IMAGE))
 
 

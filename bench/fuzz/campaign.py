@@ -26,8 +26,8 @@ import numpy as np
 
 from bench.fuzz.cases import FRAME_KINDS, Generator, upload
 from bench.fuzz.oracle import Expect, FirmwareModel
-from bench.frames import (VERSION, BadFrame, Frame, FrameDecoder, FrameType, InferResult, InfoResult, NakReason,
-                          ProtocolError, decode_held, encode_frame)
+from bench.frames import (LOAD_RESP_BYTES, VERSION, BadFrame, Frame, FrameDecoder, FrameType, InferResult, InfoResult,
+                          LoadResult, NakReason, ProtocolError, encode_frame)
 
 
 class FuzzFailure(Exception):
@@ -181,7 +181,8 @@ class Fuzzer:
                                "stack_high_water": info.stack_high_water}
             return
         if want.kind == "load":
-            if got.type != FrameType.LOAD_RESP or len(got.payload) != 2 or decode_held(got.payload) != want.held:
+            if got.type != FrameType.LOAD_RESP or len(got.payload) != LOAD_RESP_BYTES or \
+                    LoadResult.decode(got.payload) != LoadResult(want.held, want.end):
                 raise self._fail(f"wrong answer: expected {want.describe()}, got {_show(got)}")
             self.stats.valid["LOAD"] += 1
             return
@@ -321,6 +322,7 @@ def _show(frame: Frame) -> str:
     if frame.type == FrameType.NAK and len(frame.payload) == 4:
         return (f"NAK reason {frame.payload[0]} type {frame.payload[1]:#04x} "
                 f"detail {int.from_bytes(frame.payload[2:4], 'little')}")
-    if frame.type == FrameType.LOAD_RESP and len(frame.payload) == 2:
-        return f"LOAD answer (holds {decode_held(frame.payload)} bytes)"
+    if frame.type == FrameType.LOAD_RESP and len(frame.payload) == LOAD_RESP_BYTES:
+        load = LoadResult.decode(frame.payload)
+        return f"LOAD answer (holds {load.held} bytes, for the chunk ending at {load.end})"
     return f"frame type {frame.type:#04x} with {len(frame.payload)} payload bytes"

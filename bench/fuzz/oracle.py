@@ -26,7 +26,7 @@ class Expect:
 
     ``kind`` "nak": ``payload`` is the exact 4-byte NAK payload. "info": ``dropped``/``naks``
     are the counters INFO must report. "load": ``held`` is the image bytes the board says it
-    holds. "infer": ``image_crc`` is the CRC-16 of the image the answer is for, and ``logits``
+    holds, ``end`` the offset + n of the LOAD it answers. "infer": ``image_crc`` is the CRC-16 of the image the answer is for, and ``logits``
     its reference (None when the image is not one the fuzzer knows); ``repeat`` says the board
     must repeat its previous INFER answer byte for byte (no inference since), ``fresh`` that it
     has run no inference since reset (an answer of zeros).
@@ -37,6 +37,7 @@ class Expect:
     dropped: int = 0
     naks: int = 0
     held: int = 0
+    end: int = 0
     logits: tuple[int, ...] | None = None
     image_crc: int = 0
     repeat: bool = False
@@ -53,7 +54,7 @@ class Expect:
         if self.kind == "info":
             return f"INFO answer (rx_dropped {self.dropped}, naks_sent {self.naks})"
         if self.kind == "load":
-            return f"LOAD answer (holds {self.held} bytes)"
+            return f"LOAD answer (holds {self.held} bytes, for the chunk ending at {self.end})"
         what = "the previous INFER answer again" if self.repeat else "INFER answer"
         return what + (" with the reference logits" if self.logits is not None and not self.repeat else "") + \
             f" (image CRC {self.image_crc:#06x})"
@@ -153,7 +154,7 @@ class FirmwareModel:
             self.loaded += n
         elif offset == 0:
             self.loaded = 0                                # a new image begins
-        return Expect("load", held=self.loaded)
+        return Expect("load", held=self.loaded, end=(offset + n) & 0xFFFF)
 
     def _infer(self) -> Expect:
         if self.loaded != self.input_size:                 # no new image: the last answer again

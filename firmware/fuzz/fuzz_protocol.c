@@ -98,7 +98,7 @@ static void check_answer(void)
             abort();
         break;
     case PROTO_LOAD_RESP:
-        if (out_rx.length != 2u || (out_payload[0] | out_payload[1] << 8) > BENCH_INPUT_SIZE)
+        if (out_rx.length != 4u || (out_payload[0] | out_payload[1] << 8) > BENCH_INPUT_SIZE)
             abort();
         break;
     case PROTO_NAK:

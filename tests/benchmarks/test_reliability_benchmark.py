@@ -6,8 +6,10 @@ Run: ``pytest -m benchmark -s tests/benchmarks/test_reliability_benchmark.py``. 
   20 000, on the Unicorn emulator, every answer checked against the protocol model);
 - runs through the fault-injecting link at 0, 1, 2 and 5 % per byte (``POTNN_FAULT_IMAGES``
   images each, default 100), as a table: images/s (and the share of the clean run's), retries,
-  attempts, image chunks, faults injected, rows logged, each exactly once and equal to
-  ``potnn.simulate``, mismatches; at 1 % a run must keep a quarter of its clean throughput;
+  attempts, image chunks, late answers skipped, faults injected, rows logged, each exactly once
+  and equal to ``potnn.simulate``, mismatches; at 1 % a run must keep a quarter of its clean
+  throughput. The injector paces the link at the board's 115200 baud, as the board's UART would
+  (``bench.transport`` says why); the emulator's own, unpaced link is printed beside it;
 - the coverage-guided libFuzzer campaign on the host build of app.c + protocol.c under
   ASan/UBSan (``POTNN_LIBFUZZER_SECONDS``, default 60): executions, edges covered, corpus.
   Needs clang with libFuzzer (``apt-get install clang``); skipped with that reason otherwise.
@@ -82,6 +84,8 @@ def test_runs_through_a_lossy_link(tiny, tmp_path: Path) -> None:
     labels = np.argmax(tiny.reference, axis=1)
     base = run_mod.RunOptions(board="ch32v003", header=tiny.header, emulator="unicorn", build_dir=tmp_path / "b",
                               results=tmp_path / "r", show_progress=False, data=(tiny.images, labels), fault_seed=7)
+    direct, direct_wall = _timed_run(dataclasses.replace(base, results=tmp_path / "direct"))
+    assert direct.summary is not None and direct.summary["mismatches"] == 0
     table = []
     for rate in FAULT_RATES:
         out, wall = _timed_run(dataclasses.replace(base, fault_rate=rate, results=tmp_path / f"r{rate}"))
@@ -94,12 +98,14 @@ def test_runs_through_a_lossy_link(tiny, tmp_path: Path) -> None:
         faults = sum(v for k, v in link.items() if k.endswith(("_in", "_out")) and not k.startswith("bytes"))
         table.append((rate, n / wall, link, faults, len(rows), once, correct, s["mismatches"]))
     clean = table[0][1]
-    print(f"\nch32v003 on unicorn, {n} images per run, fault seed 7 (drop, corrupt, delay; both directions)")
+    print(f"\nch32v003 on unicorn, {n} images per run, fault seed 7 (drop, corrupt, delay; both directions), "
+          f"link paced at 115200 baud; the emulator's unpaced link: {n / direct_wall:.2f} images/s")
     print(f"{'fault rate':>10} {'images/s':>9} {'of clean':>9} {'retries':>8} {'attempts':>9} {'chunks':>7} "
-          f"{'faults':>7} {'logged':>7} {'once':>5} {'equal':>6} {'mismatches':>10}")
+          f"{'late':>5} {'faults':>7} {'logged':>7} {'once':>5} {'equal':>6} {'mismatches':>10}")
     for rate, speed, link, faults, logged, once, correct, mismatches in table:
         print(f"{rate:>10.2%} {speed:>9.2f} {speed / clean:>9.0%} {link['retries']:>8} {link['attempts']:>9} "
-              f"{link['chunks']:>7} {faults:>7} {logged:>7} {str(once):>5} {str(correct):>6} {mismatches:>10}")
+              f"{link['chunks']:>7} {link['late_answers']:>5} {faults:>7} {logged:>7} {str(once):>5} "
+              f"{str(correct):>6} {mismatches:>10}")
     for rate, speed, link, faults, logged, once, correct, mismatches in table:
         assert once and correct and mismatches == 0, f"fault rate {rate}: a row lost, doubled or wrong"
     one_percent = next(speed for rate, speed, *_ in table if rate == 0.01)
