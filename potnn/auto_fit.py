@@ -24,9 +24,9 @@ The algorithm, run by `potnn.train` after float training and before calibration:
    in accuracy against the unchanged copy (never below 0).
 5. **Search, exact.** Over all combinations of options (a Pareto front per set of kernels used, layer by
    layer), the one within Config.flash and `max_instructions` with the least summed loss; ties go to the
-   fewest instructions, then the least flash. For a board Config the chosen model, calibrated (the weights
-   QAT starts from) and pruned, is then built by the board's compilers as export does; if one makes it
-   larger than Config.flash, the search runs again with the budget reduced by the excess.
+   fewest instructions, then the least flash. The chosen model, calibrated (the weights QAT starts from)
+   and pruned, then gets the flash figure export checks (built by the compilers, unless its bound fits
+   a plain Config); if that is over Config.flash, the search runs again with the budget reduced by the excess.
 
 RAM does not depend on the encoding (the activation arena is the same), so a model over Config.ram is
 refused before any training by the budget dry run's own message; potnn_predict's stack, which the
@@ -50,7 +50,7 @@ import torch.nn as nn
 
 from .codegen.budget import ExportError, fit_ladder
 from .codegen.emitter import Emitter
-from .codegen.header import render
+from .codegen.header import checked_flash
 from .codegen.registry import emit_op
 from .codegen.target import RV32EC_GCC, Target
 from .config import Config
@@ -112,7 +112,7 @@ class FitReport:
     encodings: dict[str, str]
     sparsity: dict[str, float]  # the weight sparsity trained per layer (chosen and pinned), 0 omitted
     flash_estimate: int  # export's estimate of the chosen model with dense weights: what the search held to the budget
-    flash_compiled: int | None  # Config.for_board: the chosen model as calibrated, as the board's compilers build it
+    flash_compiled: int | None  # the chosen model as calibrated, as export checks it (compiled, or its bound)
     flash_budget: int
     instructions: int  # estimated per inference (see INSTRUCTIONS_PER_MAC)
     max_instructions: int | None
@@ -123,7 +123,7 @@ class FitReport:
 
     def __str__(self) -> str:
         budget = "" if self.max_instructions is None else f" (budget {self.max_instructions:,})"
-        compiled = "" if self.flash_compiled is None else f", {self.flash_compiled:,} B as compiled"
+        compiled = "" if self.flash_compiled is None else f", {self.flash_compiled:,} B as export checks it"
         lines = [f"auto fit: flash ~{self.flash_estimate:,} B (dense estimate{compiled}) of {self.flash_budget:,} B, "
                  f"~{self.instructions:,} instructions{budget}, probe accuracy {100 * self.probe_accuracy:.2f} % "
                  f"- {100 * self.accuracy_loss:.2f} points before QAT"]
@@ -390,7 +390,7 @@ def fit_budget(model: nn.Module, batches: list, config: Config, candidates: Sequ
     for _ in range(_RETRIES):
         chosen = space.search(options, accounting, budget)
         compiled = _compiled_flash(model, chosen, config, batches)
-        if compiled is None or compiled <= config.flash:
+        if compiled <= config.flash:
             return _report(chosen, options, config, pinned_sparsity, compiled, max_instructions, base_acc,
                            accounting)
         budget -= compiled - config.flash  # a compiler made it larger than the estimate: search again for less
@@ -402,16 +402,14 @@ def _chosen_config(config: Config, chosen: Sequence[Option]) -> Config:
     return dataclasses.replace(config, layer_encodings={o.layer: o.encoding for o in chosen})
 
 
-def _compiled_flash(model: nn.Module, chosen: Sequence[Option], config: Config, batches: list) -> int | None:
-    """For a board Config, the chosen model's flash as the board's compilers build it (None for a plain Config,
-    whose flash is the estimate). Built from the calibrated weights the QAT starts from, pruned as chosen, not
-    the dense ones: how much code a compiler makes of unrolled weights depends on the weights themselves
-    (zig made 21 KB of random dense weights whose trained counterpart it builds in 13 KB)."""
-    if config.board is None:
-        return None
+def _compiled_flash(model: nn.Module, chosen: Sequence[Option], config: Config, batches: list) -> int:
+    """The chosen model's flash as export will check it: as the compilers build it (a board Config; a plain
+    one near its budget), else its bound. Built from the calibrated weights the QAT starts from, pruned as
+    chosen, not the dense ones: how much code a compiler makes of unrolled weights depends on the weights
+    themselves (zig made 21 KB of random dense weights whose trained counterpart it builds in 13 KB)."""
     sparsity = {o.layer: o.sparsity for o in chosen if o.sparsity}
     program = lower(_integer_model(model, _chosen_config(config, chosen), batches, sparsity))
-    return render(program, dataclasses.replace(config, flash=_NO_LIMIT, ram=_NO_LIMIT))[1].flash_bytes
+    return checked_flash(program, config)
 
 
 def _report(chosen: Sequence[Option], options: dict[str, list[Option]], config: Config,

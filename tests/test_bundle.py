@@ -143,7 +143,7 @@ def test_export_writes_the_bundle_with_the_contract_manifest(exported) -> None:
     assert m["class_names"] == (None if config.class_names is None else list(config.class_names))
     assert m["mean"] == list(config.channel_mean()) and m["std"] == list(config.channel_std())
     assert m["encodings"] == {op.name: op.encoding for op in program.ops if op.kind in ("conv", "linear")}
-    assert m["ram_bytes"] == report.ram_bytes and m["flash_bytes"] == report.flash_estimate
+    assert m["ram_bytes"] == report.ram_bytes and m["flash_bytes"] == report.flash_bytes
     assert m["stack_bytes"] is None and m["dataset"] == config.dataset
     assert f"#define POTNN_RAM_BYTES {m['ram_bytes']}" in data.decode()
     assert_same_program(bundle.program, program)

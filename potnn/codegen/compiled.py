@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..boards import BoardFacts
+from ..boards import BoardFacts, board_names, load_board_facts
 from .budget import ExportError
 from .multiply import multiplies
 
@@ -58,6 +58,10 @@ void *memmove(void *d, const void *s, potnn_size_t n) { (void)s; (void)n; return
 _LINK = {"gnu": ("-nostartfiles", "-nodefaultlibs", "-Wl,--gc-sections", "-Wl,-e,potnn_predict"),
          "zig": ("-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,potnn_predict")}
 _LIBS = {"gnu": ("-lgcc",), "zig": ()}
+
+
+class NoCompiler(ExportError):
+    """No toolchain for a board is present here (neither its GNU cross compiler nor the ziglang wheel)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def measure(text: str, facts: BoardFacts) -> dict[str, Compiled]:
     """The stack and flash of the header `text` on board `facts`, per toolchain present here ("gnu", "zig")."""
     toolchains = _toolchains(facts)
     if not toolchains:
-        raise ExportError(f"no C compiler for {facts.name} to measure the model with: pip install ziglang "
+        raise NoCompiler(f"no C compiler for {facts.name} to measure the model with: pip install ziglang "
                           "(a dependency of potnn), or put a GNU cross compiler on PATH")
     result: dict[str, Compiled] = {}
     with tempfile.TemporaryDirectory(prefix="potnn-measure-") as tmp:
@@ -141,6 +145,16 @@ def measure(text: str, facts: BoardFacts) -> dict[str, Compiled]:
                                   "old for -fstack-usage (GCC 4.6+, Clang 13+)")
             result[kind] = Compiled(predict_stack(frames(reports[0].read_text())), binary.stat().st_size)
     return result
+
+
+def core_boards() -> list[BoardFacts]:
+    """A board of each core the bench supports (the first board file of each `arch`): a plain Config's
+    flash is the largest any of their toolchains makes of the header."""
+    seen: dict[str, BoardFacts] = {}
+    for name in board_names():
+        facts = load_board_facts(name)
+        seen.setdefault(facts.arch, facts)
+    return list(seen.values())
 
 
 def _refuse_multiplies(kind: str, facts: BoardFacts, assembly: str) -> None:

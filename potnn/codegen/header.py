@@ -3,6 +3,7 @@ and the macros the bench and the firmware read (the header contract)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,13 @@ from ..encoding import get_encoding
 from ..program import IntOp, IntProgram
 from ..memory import MemoryPlan, plan_memory, view_root
 from ..boards import load_board_facts
-from .budget import (FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash, firmware_buffers,
-                     fit_ladder)
+from .budget import (FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash,
+                     firmware_buffers, fit_ladder, flash_bound)
 from .emitter import Emitter, FitChoice
 from .kernels import dot_kernel, gather_kernel, prelude
 from .layer_symbols import PREDICT, layer_function
 from .registry import emit_op
-from .compiled import Compiled, measure
+from .compiled import Compiled, NoCompiler, core_boards, measure
 from .target import RV32EC_GCC, Target
 
 _HOPELESS = 2  # an estimated flash this many times the budget is refused without compiling
@@ -38,11 +39,8 @@ class ExportReport:
     bundle: Path | None = None  # the model.potnn written beside the header (None: nothing written yet)
     stack_bytes: int | None = None  # potnn_predict's stack, largest over the toolchains (Config.for_board only)
     compiled: dict[str, Compiled] | None = None  # stack and flash per toolchain present (Config.for_board only)
-
-    @property
-    def flash_bytes(self) -> int:
-        """The model's flash: the largest a toolchain built when measured (Config.for_board), else the estimate."""
-        return max(c.flash for c in self.compiled.values()) if self.compiled else self.flash_estimate
+    flash_bytes: int = 0  # the flash checked against Config.flash: measured, or the bound (potnn.codegen.budget)
+    flash_measured_with: str = ""  # the toolchain (plain Config: and board) that made the largest; "": the bound
 
 
 class _Program:
@@ -105,9 +103,9 @@ def _kernels(em: Emitter) -> list[str]:
 def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> tuple[str, ExportReport]:
     """The header text for an IntProgram, after checking its accumulators and its RAM/flash budgets.
 
-    The fit ladder's forms are tried fastest first; the first whose flash fits is exported: by the
-    estimate for a plain Config, by the size the board's compilers give it for Config.for_board (a form
-    the estimate lets through may still be too big as compiled, and a smaller form may then fit).
+    The fit ladder's forms are tried fastest first; the first whose flash fits is exported: by the size
+    the compilers give it (for a plain Config, by the bound while that fits; potnn.codegen.budget) — a form
+    the estimate lets through may still be too big as compiled, and a smaller form may then fit.
     """
     check_accumulators(program)
     final_spec = program.tensors[program.output]
@@ -127,7 +125,18 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> 
     check_budgets(config, ram_need, flash_need)
     return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
                               em.flash_bytes(), plan.arena_bytes,
-                              stack_bytes=ram_need.stack if compiled else None, compiled=compiled)
+                              stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
+                              flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with)
+
+
+def checked_flash(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> int:
+    """The flash export would check against Config.flash for `program` in its fastest form (RAM aside):
+    measured by the compilers when the bound does not settle it (see `_needs`)."""
+    plan = plan_memory(program, {program.output} if program.tensors[program.output].ctype == "int32_t" else set())
+    prog = _Program(program, plan)
+    em = prog.emit(target, next(fit_ladder(program, target)))
+    unlimited_ram = dataclasses.replace(config, ram=1 << 40)
+    return _needs(_text(prog, em), program, unlimited_ram, plan.arena_bytes, em)[1].total
 
 
 def _text(prog: _Program, em: Emitter) -> str:
@@ -201,7 +210,7 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int,
     k = program.num_classes
     flash = estimated_flash(em)
     if config.board is None:
-        return RamNeed(arena, 4 * k), flash, None
+        return RamNeed(arena, 4 * k), _flash_alone(text, em, config), None
     buffers = firmware_buffers(program)
     need = RamNeed(arena, 4 * k, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
@@ -211,3 +220,24 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int,
     flash_tc = max(compiled, key=lambda kind: compiled[kind].flash)
     return (RamNeed(arena, 4 * k, buffers, compiled[stack_tc].stack, stack_tc),
             FlashNeed(compiled[flash_tc].flash, em.weight_bytes, flash_tc), compiled)
+
+
+def _flash_alone(text: str, em: Emitter, config: Config) -> FlashNeed:
+    """A plain Config's flash: the bound while it fits the budget, else the largest that a toolchain present
+    makes of the header for a board of each core (the bound again when there is no compiler at all)."""
+    bound, estimate = flash_bound(em.flash_bytes(), em.weight_bytes), estimated_flash(em)
+    if bound.total <= config.flash:
+        return bound
+    if estimate.total > _HOPELESS * config.flash:
+        return estimate
+    sizes: dict[str, int] = {}
+    for facts in core_boards():
+        try:
+            compiled = measure(text, facts)
+        except NoCompiler:
+            continue
+        sizes.update({f"{kind} for {facts.name}": c.flash for kind, c in compiled.items()})
+    if not sizes:
+        return bound
+    largest = max(sizes, key=lambda k: sizes[k])
+    return FlashNeed(sizes[largest], em.weight_bytes, largest)
