@@ -68,12 +68,12 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
     program = lower(probe)
     alone = dataclasses.replace(config, ram=_NO_LIMIT, board=None)
     try:
-        report = render(program, alone)[1]
+        report = render(program, alone, measure=False)[1]
     except ExportError:
-        report = render(program, dataclasses.replace(alone, flash=_NO_LIMIT))[1]  # the fastest form's figure
+        report = render(program, dataclasses.replace(alone, flash=_NO_LIMIT), measure=False)[1]  # the fastest form
+    flash = FlashNeed(report.flash_estimate, report.weight_bytes)   # an estimate: export measures the trained code
     buffers = firmware_buffers(program) if config.board is not None else 0
     ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)
-    flash = FlashNeed(report.flash_estimate, report.weight_bytes)
     if pruning and ram.total <= config.ram and flash.total > config.flash:
         warnings.warn(f"the dense model needs {flash.describe()}, over Config.flash {config.flash}; training "
                       "continues because pruning is configured and zero weights cost no flash, but the export "

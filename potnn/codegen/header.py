@@ -100,12 +100,15 @@ def _kernels(em: Emitter) -> list[str]:
     return lines
 
 
-def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> tuple[str, ExportReport]:
+def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
+           measure: bool = True) -> tuple[str, ExportReport]:
     """The header text for an IntProgram, after checking its accumulators and its RAM/flash budgets.
 
     The fit ladder's forms are tried fastest first; the first whose flash fits is exported: by the size
     the compilers give it (for a plain Config, by the bound while that fits; potnn.codegen.budget) — a form
     the estimate lets through may still be too big as compiled, and a smaller form may then fit.
+    `measure=False` checks a plain Config's flash by the estimate alone (the dry run before training,
+    whose dense weights are not the ones export will compile).
     """
     check_accumulators(program)
     final_spec = program.tensors[program.output]
@@ -116,12 +119,12 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> 
         if em.flash_bytes() > config.flash:
             continue
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em)
+        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, measure)
         if flash_need.total <= config.flash:
             break
     else:  # over the flash budget in every form: the refusal gives the last, smallest one
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em)
+        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, measure)
     check_budgets(config, ram_need, flash_need)
     return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
                               em.flash_bytes(), plan.arena_bytes,
@@ -136,7 +139,7 @@ def checked_flash(program: IntProgram, config: Config, target: Target = RV32EC_G
     prog = _Program(program, plan)
     em = prog.emit(target, next(fit_ladder(program, target)))
     unlimited_ram = dataclasses.replace(config, ram=1 << 40)
-    return _needs(_text(prog, em), program, unlimited_ram, plan.arena_bytes, em)[1].total
+    return _needs(_text(prog, em), program, unlimited_ram, plan.arena_bytes, em, True)[1].total
 
 
 def _text(prog: _Program, em: Emitter) -> str:
@@ -198,8 +201,8 @@ def _text(prog: _Program, em: Emitter) -> str:
     ])
 
 
-def _needs(text: str, program: IntProgram, config: Config, arena: int,
-           em: Emitter) -> tuple[RamNeed, FlashNeed, dict[str, Compiled] | None]:
+def _needs(text: str, program: IntProgram, config: Config, arena: int, em: Emitter,
+           measure: bool) -> tuple[RamNeed, FlashNeed, dict[str, Compiled] | None]:
     """The model's RAM and flash needs against the Config, and what each toolchain made of it (board budgets).
 
     A board budget also counts the firmware's input and logit buffers, the stack, and the flash as the
@@ -210,7 +213,7 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int,
     k = program.num_classes
     flash = estimated_flash(em)
     if config.board is None:
-        return RamNeed(arena, 4 * k), _flash_alone(text, em, config), None
+        return RamNeed(arena, 4 * k), _flash_alone(text, em, config) if measure else flash, None
     buffers = firmware_buffers(program)
     need = RamNeed(arena, 4 * k, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
