@@ -68,9 +68,10 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
     program = lower(probe)
     alone = dataclasses.replace(config, ram=_NO_LIMIT, board=None)
     try:
-        report = render(program, alone, measure=False)[1]
+        report = render(program, alone, compile_plain=False)[1]
     except ExportError:
-        report = render(program, dataclasses.replace(alone, flash=_NO_LIMIT), measure=False)[1]  # the fastest form
+        fastest = dataclasses.replace(alone, flash=_NO_LIMIT)
+        report = render(program, fastest, compile_plain=False)[1]
     flash = FlashNeed(report.flash_estimate, report.weight_bytes)   # an estimate: export measures the trained code
     buffers = firmware_buffers(program) if config.board is not None else 0
     ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)

@@ -101,13 +101,13 @@ def _kernels(em: Emitter) -> list[str]:
 
 
 def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
-           measure: bool = True) -> tuple[str, ExportReport]:
+           compile_plain: bool = True) -> tuple[str, ExportReport]:
     """The header text for an IntProgram, after checking its accumulators and its RAM/flash budgets.
 
     The fit ladder's forms are tried fastest first; the first whose flash fits is exported: by the size
     the compilers give it (for a plain Config, by the bound while that fits; potnn.codegen.budget) — a form
     the estimate lets through may still be too big as compiled, and a smaller form may then fit.
-    `measure=False` checks a plain Config's flash by the estimate alone (the dry run before training,
+    `compile_plain=False` checks a plain Config's flash by the estimate alone (the dry run before training,
     whose dense weights are not the ones export will compile).
     """
     check_accumulators(program)
@@ -119,12 +119,12 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
         if em.flash_bytes() > config.flash:
             continue
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, measure)
+        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, compile_plain)
         if flash_need.total <= config.flash:
             break
     else:  # over the flash budget in every form: the refusal gives the last, smallest one
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, measure)
+        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, compile_plain)
     check_budgets(config, ram_need, flash_need)
     return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
                               em.flash_bytes(), plan.arena_bytes,
@@ -202,7 +202,7 @@ def _text(prog: _Program, em: Emitter) -> str:
 
 
 def _needs(text: str, program: IntProgram, config: Config, arena: int, em: Emitter,
-           measure: bool) -> tuple[RamNeed, FlashNeed, dict[str, Compiled] | None]:
+           compile_plain: bool) -> tuple[RamNeed, FlashNeed, dict[str, Compiled] | None]:
     """The model's RAM and flash needs against the Config, and what each toolchain made of it (board budgets).
 
     A board budget also counts the firmware's input and logit buffers, the stack, and the flash as the
@@ -213,7 +213,7 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int, em: Emitt
     k = program.num_classes
     flash = estimated_flash(em)
     if config.board is None:
-        return RamNeed(arena, 4 * k), _flash_alone(text, em, config) if measure else flash, None
+        return RamNeed(arena, 4 * k), _flash_alone(text, em, config) if compile_plain else flash, None
     buffers = firmware_buffers(program)
     need = RamNeed(arena, 4 * k, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
