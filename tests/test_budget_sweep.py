@@ -130,4 +130,6 @@ def test_what_export_accepts_at_the_edge_builds_and_runs_with_both_toolchains(tm
                     assert list(client.infer(image.tobytes()).logits) == logits.tolist(), (family.name, kind)
                 assert emu.fault is None, (family.name, kind, emu.fault)
                 assert emu.stats.stack_bytes is not None and emu.stats.stack_bytes <= r.stack_bytes
+    print(f"\n{board}: the fullest model export accepted uses {fullest:.1%} of the board's flash or RAM "
+          f"({', '.join(kinds)})")
     assert fullest >= FULL, f"the fullest model export accepted uses {fullest:.0%} of {board}: the budget is loose"
