@@ -143,7 +143,7 @@ def test_frontier_shows_the_zoo_measured_and_the_peers_published(tmp_path: Path)
                for meta in [json.loads(path.read_text())] if meta.get("dataset") == "mnist16"
                for board, by_toolchain in (meta.get("on_board") or {}).items() for kind in by_toolchain}
     ours = zoo_points()
-    assert shipped and len(ours) == len(shipped) and {p.label for p in ours} == {name for name, _, _ in shipped}
+    assert shipped and len(ours) == len(shipped) and {p.label for p in ours} == {f"{n}, {k}" for n, _, k in shipped}
     assert all(not p.published and "measured" in p.family and "meta.json" in p.source for p in ours)
     other = zoo_points([("digits", {"dataset": "digits8", "integer_accuracy": 0.9,
                                        "on_board": {"ch32v003": {"gnu": {"cycles": 1}}}})])

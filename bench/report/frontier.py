@@ -89,7 +89,7 @@ def zoo_points(entries: Iterable[tuple[str, Mapping[str, Any]]] | None = None) -
             chip, multiplier = _CHIPS.get(board, (board, False))
             for kind, f in sorted(by_toolchain.items()):
                 toolchain = str(f.get("toolchain", kind)).split(" ")[0]
-                points.append(FrontierPoint(name, accuracy, float(f["cycles"]), chip, multiplier, False,
+                points.append(FrontierPoint(f"{name}, {kind}", accuracy, float(f["cycles"]), chip, multiplier, False,
                                             f"potnn/zoo/models/{name}/meta.json: emulated {board}, cycles over "
                                             f"{f.get('images', '?')} test images, {toolchain}",
                                             f"potnn zoo, measured: emulated {chip}"))

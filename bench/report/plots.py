@@ -292,9 +292,12 @@ def plot_frontier(points: list[Any]) -> bytes:
         ax.plot([p.cycles for p in pts], [100 * p.accuracy for p in pts], linestyle=":" if published else "-",
                 linewidth=0.8, color=colour, marker="^" if published else "o", markersize=7,
                 markerfacecolor="none" if published else colour, label=family)
-        for p in pts:   # measured families alternate above and below their points: they share accuracies
+        for j, p in enumerate(pts):
+            # measured families alternate above and below their points (they share accuracies), and a model's
+            # neighbouring points (one per toolchain) step further out, so that no two labels overlap
+            step = 0 if published else 8 * (j % 2)
             ax.annotate(p.label, (p.cycles, 100 * p.accuracy), fontsize=6, color=colour, textcoords="offset points",
-                        xytext=(5, -10) if published or i % 2 else (5, 5))
+                        xytext=(5, -10 - step) if published or i % 2 else (5, 5 + step))
     ax.set_xscale("log")
     cycles = [p.cycles for p in points]
     ax.set_xlim(min(cycles) / 1.25, max(cycles) * 1.7)   # room for the labels right of the points
