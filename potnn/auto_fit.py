@@ -54,7 +54,7 @@ from .codegen.header import checked_flash
 from .codegen.registry import emit_op
 from .codegen.target import RV32EC_GCC, Target
 from .config import Config
-from .encoding import ENCODINGS, get_encoding, legalize
+from .encoding import ENCODINGS, dense_levels, get_encoding
 from .evaluation import evaluate
 from .layers import PoTLayer
 from .lower import lower
@@ -133,20 +133,11 @@ class FitReport:
         return "\n".join(lines)
 
 
-def _dense_weights(shape: tuple[int, ...], encoding: str, sparsity: float) -> np.ndarray:
-    """Every weight a nonzero level of the encoding, drawn at random (seeded), except `sparsity` of each filter
-    at random places: no two filters alike, since a compiler shares the code of identical filters."""
-    rng = np.random.default_rng(0)
-    levels = np.array([v for v in get_encoding(encoding).levels if v != 0], dtype=np.int64)
-    rows, n = shape[0], int(np.prod(shape[1:]))
-    q = rng.choice(levels, size=(rows, n))
-    np.put_along_axis(q, rng.random((rows, n)).argsort(1)[:, :math.floor(sparsity * n + 1e-9)], 0, axis=1)
-    return legalize(encoding, q).reshape(shape)
-
-
 def _variant(op: IntOp, encoding: str, sparsity: float) -> IntOp:
+    """`op` with `encoding` and dense weights (seeded), `sparsity` of each filter zero."""
     assert op.weight is not None
-    return dataclasses.replace(op, encoding=encoding, weight=_dense_weights(op.weight.shape, encoding, sparsity))
+    weight = dense_levels(encoding, op.weight.shape, np.random.default_rng(0), sparsity)
+    return dataclasses.replace(op, encoding=encoding, weight=weight)
 
 
 def _macs(op: IntOp) -> int:

@@ -19,13 +19,14 @@ import copy
 import dataclasses
 import warnings
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from .codegen.budget import ExportError, FlashNeed, RamNeed, check_budgets, firmware_buffers
 from .codegen.header import ExportReport, render
 from .config import Config
-from .encoding import get_encoding
+from .encoding import dense_levels
 from .layers import PoTLayer, QuantModule
 from .lower import lower
 
@@ -34,10 +35,9 @@ _NO_LIMIT = 1 << 40
 
 @torch.no_grad()
 def _densify(model: nn.Module) -> None:
-    """Give every PoT layer unit scales and weights at nonzero levels drawn at random (seeded): no two filters
-    alike, since a compiler shares the code of identical filters and the figure would no longer bound a trained
-    layer's."""
-    generator = torch.Generator().manual_seed(0)
+    """Give every PoT layer unit scales and weights at nonzero levels drawn at random (seeded;
+    `potnn.encoding.dense_levels`)."""
+    rng = np.random.default_rng(0)
     for m in model.modules():
         if isinstance(m, QuantModule):
             m.act_shift.zero_()
@@ -45,10 +45,8 @@ def _densify(model: nn.Module) -> None:
             continue
         m.set_alpha(1.0)
         m.channel_shift.zero_()
-        levels = [v for v in get_encoding(m.encoding or "unroll").levels if v != 0]
-        pattern = torch.tensor(levels, dtype=torch.float64)
-        index = torch.randint(len(levels), m.weight.shape, generator=generator)
-        m.weight.copy_(m.latent_weight(pattern[index]).to(m.weight.dtype))
+        levels = dense_levels(m.encoding or "unroll", tuple(m.weight.shape), rng)
+        m.weight.copy_(m.latent_weight(torch.from_numpy(levels).to(torch.float64)).to(m.weight.dtype))
         if m.bias is not None:
             m.bias.zero_()
 

@@ -17,6 +17,8 @@ generated C; `unpack` is the reference decoder the C decoders must agree with.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import five_level, fp130, ternary, two_bit, unroll
@@ -53,6 +55,18 @@ def legalize(name: str, q: np.ndarray) -> np.ndarray:
             +1), a non-2-D or non-integer array, an unknown name.
     """
     return get_encoding(name).legalize(as_weights(q))
+
+
+def dense_levels(name: str, shape: tuple[int, ...], rng: np.random.Generator, sparsity: float = 0.0) -> np.ndarray:
+    """Integer weights of `shape` at nonzero levels of encoding `name`, drawn by `rng`, except `sparsity` of each
+    filter (first axis) at random places; legalized. What a flash figure of untrained weights must bound: no
+    two filters alike, since a compiler shares the code of identical filters."""
+    levels = np.array([v for v in get_encoding(name).levels if v != 0], dtype=np.int64)
+    rows, n = shape[0], math.prod(shape[1:])
+    q = rng.choice(levels, size=(rows, n))
+    if sparsity:
+        np.put_along_axis(q, rng.random((rows, n)).argsort(1)[:, :math.floor(sparsity * n + 1e-9)], 0, axis=1)
+    return legalize(name, q).reshape(shape)
 
 
 def _filter_bytes(name: str, q: np.ndarray) -> list[bytes]:
@@ -98,4 +112,4 @@ def unpack(name: str, data: bytes, n_filters: int, filter_len: int) -> np.ndarra
     return get_encoding(name).unpack(np.frombuffer(data, dtype=np.uint8), n_filters, filter_len)
 
 
-__all__ = ["ENCODINGS", "Encoding", "filter_offsets", "get_encoding", "legalize", "pack", "packed_size", "unpack"]
+__all__ = ["ENCODINGS", "Encoding", "dense_levels", "filter_offsets", "get_encoding", "legalize", "pack", "packed_size", "unpack"]
