@@ -309,20 +309,21 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
         compile_line = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}"]
 
+        def compile_with(stack: int) -> list[str]:
+            return [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack)]
+
         def link(script_name: str, probe: bool, target: Path, stack: int) -> subprocess.CompletedProcess[str]:
             script = out / script_name
             script.write_text(_linker_script(b, probe=probe, stack=stack))
             mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
-            return _run([*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack),
-                         *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile, "-o", str(target), *sources,
-                         *tc.libs], log)
+            return _run([*compile_with(stack), *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile,
+                         "-o", str(target), *sources, *tc.libs], log)
 
         probe_elf = out / "probe.elf"
         probe = link("probe.ld", probe=True, target=probe_elf, stack=0)
         if probe.returncode != 0:
             raise BuildError(f"build failed for {b.name} ({_first_error(probe)}); full log: {log}")
-        stack = _measure_stack(probe_elf, [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, 0)], tc.kind,
-                               sources, out)
+        stack = _measure_stack(probe_elf, compile_with(0), tc.kind, sources, out)
         size = measure(probe_elf, b.flash_origin, b.ram_origin)
         if size.flash_bytes > b.flash_size or (check_ram and size.static_ram_bytes + stack.total > b.ram_size):
             raise BudgetError(b, size, stack.total)

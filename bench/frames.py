@@ -69,7 +69,8 @@ class NakError(ProtocolError):
             name = f"reason {reason}"
         hint = ""
         if reason == NakReason.BAD_LENGTH:
-            hint = f" (this type takes {'at least ' if request_type == FrameType.LOAD_REQ else ''}{detail} payload bytes)"
+            least = "at least " if request_type == FrameType.LOAD_REQ else ""
+            hint = f" (this type takes {least}{detail} payload bytes)"
         elif reason == NakReason.TOO_LONG:
             hint = f" (the board has room for {detail} payload bytes)"
         elif reason == NakReason.BAD_VERSION:

@@ -13,19 +13,20 @@ five, and an 1,800-byte one almost never; a lost chunk costs a chunk.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from bench.frames import (INFO_FIXED_BYTES, LOAD_RESP_BYTES, OFFSET_BYTES, OVERHEAD, SYNC, VERSION, BadFrame, BenchTimeout, Frame,
-                          FrameDecoder, FrameType, InferResult, InfoResult, NakError, NakReason, ProtocolError, crc16,
-                          LoadResult, decode_nak, encode_frame, load_payload, unverified)
+from bench.frames import (INFO_FIXED_BYTES, LOAD_RESP_BYTES, OFFSET_BYTES, OVERHEAD, SYNC, VERSION, BadFrame,
+                          BenchTimeout, Frame, FrameDecoder, FrameType, InferResult, InfoResult, LoadResult, NakError,
+                          NakReason, ProtocolError, crc16, decode_nak, encode_frame, load_payload, unverified)
 
 __all__ = ["BadFrame", "BenchClient", "BenchTimeout", "ClientStats", "Frame", "FrameDecoder", "FrameType",
-           "InferResult", "InfoResult", "LoadResult", "NakError", "NakReason", "ProtocolError", "SYNC", "VERSION", "crc16",
-           "encode_frame", "load_payload"]
+           "InferResult", "InfoResult", "LoadResult", "NakError", "NakReason", "ProtocolError", "SYNC", "VERSION",
+           "crc16", "encode_frame", "load_payload"]
 
 #: The port is read in slices this short, so a wait ends within this much of its deadline.
 READ_SLICE_S = 0.01
@@ -208,7 +209,7 @@ class BenchClient:
             n = 0 if restart else min(self._chunk_size(), len(image) - pos)
             answer = self._exchange(FrameType.LOAD_REQ, load_payload(image[pos:pos + n], pos), FrameType.LOAD_RESP,
                                     self.timeout, check=lambda f: _check_held(f, len(image)), no_room_ok=True,
-                                    answers=lambda f, end=pos + n: _answers_load(f, end))
+                                    answers=functools.partial(_answers_load, end=pos + n))
             self.stats.chunks += 1
             held = capacity - answer.detail if isinstance(answer, NakError) else LoadResult.decode(answer.payload).held
             restart = not (held == pos + n or held <= pos)

@@ -26,10 +26,10 @@ class Expect:
 
     ``kind`` "nak": ``payload`` is the exact 4-byte NAK payload. "info": ``dropped``/``naks``
     are the counters INFO must report. "load": ``held`` is the image bytes the board says it
-    holds, ``end`` the offset + n of the LOAD it answers. "infer": ``image_crc`` is the CRC-16 of the image the answer is for, and ``logits``
-    its reference (None when the image is not one the fuzzer knows); ``repeat`` says the board
-    must repeat its previous INFER answer byte for byte (no inference since), ``fresh`` that it
-    has run no inference since reset (an answer of zeros).
+    holds, ``end`` the offset + n of the LOAD it answers. "infer": ``image_crc`` is the CRC-16 of
+    the image the answer is for, and ``logits`` its reference (None when the image is not one the
+    fuzzer knows); ``repeat`` says the board must repeat its previous INFER answer byte for byte
+    (no inference since), ``fresh`` that it has run no inference since reset (an answer of zeros).
     """
 
     kind: str

@@ -46,10 +46,11 @@ class ExportReport:
 class _Program:
     """Names of a program's tensors in C, and its operations as lines of the header."""
 
-    def __init__(self, program: IntProgram, plan: MemoryPlan) -> None:
+    def __init__(self, program: IntProgram) -> None:
         self.p = program
-        self.plan = plan
         self.logits_external = program.tensors[program.output].ctype == "int32_t"
+        # int32 logits are written straight into the caller's array: the arena holds no room for them
+        self.plan: MemoryPlan = plan_memory(program, {program.output} if self.logits_external else set())
 
     def ref(self, name: str) -> str:
         """The C expression of a tensor: the caller's input, the caller's logits, or a place in the arena."""
@@ -111,9 +112,8 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
     whose dense weights are not the ones export will compile).
     """
     check_accumulators(program)
-    final_spec = program.tensors[program.output]
-    plan = plan_memory(program, {program.output} if final_spec.ctype == "int32_t" else set())
-    prog = _Program(program, plan)
+    prog = _Program(program)
+    plan = prog.plan
     for choice in fit_ladder(program, target):
         em = prog.emit(target, choice)
         if em.flash_bytes() > config.flash:
@@ -135,11 +135,10 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
 def checked_flash(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> int:
     """The flash export would check against Config.flash for `program` in its fastest form (RAM aside):
     measured by the compilers when the bound does not settle it (see `_needs`)."""
-    plan = plan_memory(program, {program.output} if program.tensors[program.output].ctype == "int32_t" else set())
-    prog = _Program(program, plan)
+    prog = _Program(program)
     em = prog.emit(target, next(fit_ladder(program, target)))
     unlimited_ram = dataclasses.replace(config, ram=1 << 40)
-    return _needs(_text(prog, em), program, unlimited_ram, plan.arena_bytes, em, True)[1].total
+    return _needs(_text(prog, em), program, unlimited_ram, prog.plan.arena_bytes, em, True)[1].total
 
 
 def _text(prog: _Program, em: Emitter) -> str:

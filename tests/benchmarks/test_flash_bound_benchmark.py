@@ -12,22 +12,18 @@ compiles), so its slack costs a compile, never flash.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import potnn
-from potnn.codegen.budget import CODE_BOUND, CODE_BOUND_BYTES, flash_bound
+from potnn.codegen.budget import CODE_BOUND, CODE_BOUND_BYTES
 from potnn.codegen.compiled import core_boards, measure
 from random_models import make_case
+from test_flash_bound import header_macro, header_bound
 
 pytestmark = pytest.mark.benchmark
-
-
-def _macro(text: str, name: str) -> int:
-    return int(re.search(rf"#define {name} (\d+)", text).group(1))
 
 
 def test_the_bound_over_random_architectures(tmp_path: Path) -> None:
@@ -39,8 +35,8 @@ def test_the_bound_over_random_architectures(tmp_path: Path) -> None:
         headers[f"seed {seed}"] = (tmp_path / f"s{seed}.h").read_text()
     rows = []
     for name, text in headers.items():
-        estimate, weights = _macro(text, "POTNN_FLASH_ESTIMATE"), _macro(text, "POTNN_WEIGHT_BYTES")
-        bound = flash_bound(estimate, weights).total
+        estimate, weights = header_macro(text, "POTNN_FLASH_ESTIMATE"), header_macro(text, "POTNN_WEIGHT_BYTES")
+        bound = header_bound(text)
         for facts in core_boards():
             for kind, c in measure(text, facts).items():
                 rows.append(dict(model=name, core=facts.arch, toolchain=kind, estimate=estimate, weights=weights,
