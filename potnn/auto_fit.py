@@ -52,6 +52,7 @@ from .codegen.budget import ExportError, fit_ladder
 from .codegen.emitter import Emitter
 from .codegen.header import checked_flash
 from .codegen.registry import emit_op
+from .codegen.row_conv import RowPackedConv
 from .codegen.target import RV32EC_GCC, Target
 from .config import Config
 from .encoding import ENCODINGS, dense_levels, get_encoding
@@ -76,6 +77,10 @@ by the kernel benchmark (tests/benchmarks/test_kernel_speed.py: CH32V003, GCC 12
 calibrated weights); the larger of its conv and linear figures: unroll 2.38/1.89, fp130 9.35/8.66,
 5level 14.80/13.86, 2bit 9.57/8.70, ternary 13.07/12.28. The packed kernels decode every weight, zero or not."""
 
+ROW_INSTRUCTIONS_PER_MAC: dict[str, float] = {"fp130": 5.7}
+"""The same for convs the encoding's row kernel writes (potnn.codegen.row_conv; the receptive-field copy on
+the stack, as auto fit assumes), from the same benchmark: fp130 5.62 and 5.40 (mnist16-accurate's convs)."""
+
 ELEMENTWISE_INSTRUCTIONS = 4.0
 """Instructions per input element of a max-pool, global pooling, ReLU or add that is not fused."""
 
@@ -91,7 +96,7 @@ class Option:
     encoding: str
     sparsity: float
     flash: int  # bytes of the layer's code and tables, dense (an upper bound), kernels excluded
-    kernels: frozenset[tuple[str, bool]]  # the dot kernels it calls: (encoding, signed input)
+    kernels: frozenset[tuple[str, str, bool]]  # the shared kernels it calls: ("dot" | "row", encoding, signed input)
     instructions: int  # estimated, per inference
     accuracy: float = math.nan  # the probe's integer-model accuracy with this option alone
     loss: float = 0.0  # accuracy lost against the unchanged probe model (>= 0)
@@ -148,9 +153,12 @@ def _macs(op: IntOp) -> int:
     return int(op.weight.size) * h * w
 
 
-def _instructions(op: IntOp, encoding: str, sparsity: float) -> int:
+def _instructions(op: IntOp, encoding: str, sparsity: float, target: Target) -> int:
     density = 1.0 - sparsity if encoding == "unroll" else 1.0
-    return round(_macs(op) * density * INSTRUCTIONS_PER_MAC[encoding])
+    per_mac = INSTRUCTIONS_PER_MAC[encoding]
+    if 0 < RowPackedConv.scratch_bytes(dataclasses.replace(op, encoding=encoding)) <= target.packed_patch_limit:
+        per_mac = ROW_INSTRUCTIONS_PER_MAC[encoding]
+    return round(_macs(op) * density * per_mac)
 
 
 class _Accounting:
@@ -161,7 +169,7 @@ class _Accounting:
         self.target = target
         self.fit = next(fit_ladder(program, target))  # the fastest form: what export tries first
         whole = self._emit(program.ops)
-        self.kernel_bytes = {k: get_encoding(k[0]).kernel_code_bytes for k in whole.dot_kernels}
+        self.kernel_bytes = whole.shared_kernels()
         layers = sum(self.layer_flash(op)[0] for op in program.ops if op.weight is not None)
         self.fixed = whole.flash_bytes() - layers - sum(self.kernel_bytes.values())
         self.fixed_instructions = round(sum(ELEMENTWISE_INSTRUCTIONS * math.prod(op.in_shape) for op in program.ops
@@ -176,14 +184,14 @@ class _Accounting:
         em.cost["predict"] += 1
         return em
 
-    def layer_flash(self, op: IntOp) -> tuple[int, frozenset[tuple[str, bool]]]:
+    def layer_flash(self, op: IntOp) -> tuple[int, frozenset[tuple[str, str, bool]]]:
         """(bytes, kernels) of one layer as export writes it: its code and tables, without the kernels."""
         em = Emitter(self.program, self.target, self.fit)
         emit_op(em, op, "potnn_layer")
-        kernels = frozenset(em.dot_kernels)
-        for k in kernels:
-            self.kernel_bytes.setdefault(k, get_encoding(k[0]).kernel_code_bytes)
-        return em.flash_bytes() - sum(self.kernel_bytes[k] for k in kernels), kernels
+        shared = em.shared_kernels()
+        for k, size in shared.items():
+            self.kernel_bytes.setdefault(k, size)
+        return em.flash_bytes() - sum(shared.values()), frozenset(shared)
 
     def total(self, options: Sequence[Option]) -> int:
         kernels = set().union(*(o.kernels for o in options))
@@ -202,7 +210,7 @@ def _options(program: IntProgram, accounting: _Accounting, candidates: Mapping[s
             fractions = sparsities[op.name] if get_encoding(encoding).has_zero else sparsities[op.name][:1]
             for s in fractions:
                 flash, kernels = accounting.layer_flash(_variant(op, encoding, s))
-                out[op.name].append(Option(op.name, encoding, s, flash, kernels, _instructions(op, encoding, s)))
+                out[op.name].append(Option(op.name, encoding, s, flash, kernels, _instructions(op, encoding, s, accounting.target)))
     return out
 
 

@@ -7,8 +7,8 @@ rescale is an arithmetic right shift. It executes the same `IntProgram` as `potn
 match it bit for bit.
 
 Layout of the generator: `header` writes the file around the layer functions; `registry` maps each
-operation to its emitter (`unrolled_linear`, `unrolled_conv`, `guarded_conv`, `packed`, `elementwise`),
-each of which also counts the constructs it writes for the flash estimate; `budget` holds the refusals
+operation to its emitter (`unrolled_linear`, `unrolled_conv`, `guarded_conv`, `row_conv`, `packed`,
+`elementwise`), each of which also counts the constructs it writes for the flash estimate; `budget` holds the refusals
 and the fit ladder; `target` the per-core constants; `kernels` and `c/` the static C.
 
 Beside the header, export writes its bundle (`potnn.bundle`): the manifest built here and the same

@@ -28,6 +28,7 @@ import numpy as np
 from ..config import Config
 from ..program import INT32_MAX, IntProgram
 from .emitter import Emitter, FitChoice
+from .row_conv import RowPackedConv
 from .target import Target
 
 
@@ -63,11 +64,16 @@ def check_accumulators(program: IntProgram) -> None:
 
 def fit_ladder(program: IntProgram, target: Target) -> Iterator[FitChoice]:
     """The forms to try, fastest first: ever smaller groups of equal weights of unrolled linear layers
-    summed from index tables, then the same again with the pool windows of unrolled convs looped."""
+    summed from index tables, then the same again with the pool windows of unrolled convs looped; each
+    first with the row kernel's larger stack copies, then (when that stack is over the RAM budget) without."""
     gatherable = any(op.kind == "linear" and op.encoding == "unroll" for op in program.ops)
+    copies = [RowPackedConv.scratch_bytes(op) for op in program.ops]
+    stacks = (target.row_stack_limit, target.packed_patch_limit) \
+        if any(target.packed_patch_limit < n <= target.row_stack_limit for n in copies) else (target.row_stack_limit,)
     for window_taps in (target.unrolled_window_taps, 0):
         for gather_min in (0,) + (target.gather_groups if gatherable else ()):
-            yield FitChoice(window_taps, gather_min)
+            for row_stack in stacks:
+                yield FitChoice(window_taps, gather_min, row_stack)
 
 
 ALONE = ("Config(flash=, ram=) budgets the model alone (its flash as the largest that GCC or zig makes of it for "

@@ -24,6 +24,7 @@ class FitChoice:
 
     window_taps: int  # pooled unrolled convs whose weights x windows stay within this repeat the code
     gather_min: int  # unrolled linear layers sum groups of at least this many equal weights from tables (0: never)
+    row_stack: int = 0  # packed convs copy four outputs' receptive field onto the stack up to this many bytes
 
 
 @dataclass
@@ -38,7 +39,9 @@ class Emitter:
     weight_bytes: int = 0
     cost: Counter[str] = field(default_factory=Counter)  # constructs written, for the flash estimate
     dot_kernels: set[tuple[str, bool]] = field(default_factory=set)  # (encoding, signed input)
+    row_kernels: set[tuple[str, bool]] = field(default_factory=set)  # (encoding, signed input)
     gather_kernels: set[tuple[bool, str]] = field(default_factory=set)  # (signed input, index type)
+    scratch: dict[str, int] = field(default_factory=dict)  # arena offset of an op's scratch, by its output
 
     def spec(self, name: str) -> TensorSpec:
         return self.program.tensors[name]
@@ -51,11 +54,16 @@ class Emitter:
         self.tables += c_array(ctype, name, values)
         self.weight_bytes += len(values) * CTYPE_BYTES[ctype]
 
+    def shared_kernels(self) -> dict[tuple[str, str, bool], int]:
+        """The packed encodings' kernels the layers call, ("dot" | "row", encoding, signed input), with their
+        estimated code bytes: each is written once, however many layers call it."""
+        sizes = {("dot", e, s): get_encoding(e).kernel_code_bytes for e, s in self.dot_kernels}
+        return sizes | {("row", e, s): get_encoding(e).row_kernel_code_bytes for e, s in self.row_kernels}
+
     def flash_bytes(self) -> int:
         """Weights plus the estimated code: constructs, and each kernel once."""
         sizes = self.target.code_bytes
-        kernels = sum(get_encoding(e).kernel_code_bytes for e, _ in self.dot_kernels)
-        kernels += sizes["kernel_gather"] * len(self.gather_kernels)
+        kernels = sum(self.shared_kernels().values()) + sizes["kernel_gather"] * len(self.gather_kernels)
         return self.weight_bytes + kernels + sum(sizes[k] * n for k, n in self.cost.items())
 
 

@@ -18,9 +18,9 @@ from ..boards import load_board_facts
 from .budget import (FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash,
                      firmware_buffers, fit_ladder, flash_bound)
 from .emitter import Emitter, FitChoice
-from .kernels import dot_kernel, gather_kernel, prelude
+from .kernels import dot_kernel, gather_kernel, prelude, row_kernel
 from .layer_symbols import PREDICT, layer_function
-from .registry import emit_op
+from .registry import emit_op, scratch_requests
 from .compiled import Compiled, NoCompiler, core_boards, measure
 from .target import RV32EC_GCC, Target
 
@@ -50,7 +50,8 @@ class _Program:
         self.p = program
         self.logits_external = program.tensors[program.output].ctype == "int32_t"
         # int32 logits are written straight into the caller's array: the arena holds no room for them
-        self.plan: MemoryPlan = plan_memory(program, {program.output} if self.logits_external else set())
+        self.plan: MemoryPlan = plan_memory(program, {program.output} if self.logits_external else set(),
+                                            scratch_requests(program))
 
     def ref(self, name: str) -> str:
         """The C expression of a tensor: the caller's input, the caller's logits, or a place in the arena."""
@@ -65,7 +66,10 @@ class _Program:
         return [(op, layer_function(i, op.name)) for i, op in enumerate(self.p.ops) if op.kind != "reshape"]
 
     def call(self, op: IntOp, fn: str) -> str:
-        return f"    {fn}({', '.join(self.ref(n) for n in op.inputs)}, {self.ref(op.output)});"
+        args = [self.ref(n) for n in op.inputs] + [self.ref(op.output)]
+        if op.output in self.plan.scratch:
+            args.append(f"potnn_arena.bytes + {self.plan.scratch[op.output]}")
+        return f"    {fn}({', '.join(args)});"
 
     def describe(self, op: IntOp) -> str:
         """One line of the header's comment: the operation, its weights, and where its output lives."""
@@ -82,7 +86,7 @@ class _Program:
         return f" *   {op.name:<16} {op.kind}{detail} -> {'x'.join(map(str, out.shape))} {out.ctype} @ {where}"
 
     def emit(self, target: Target, choice: FitChoice) -> Emitter:
-        em = Emitter(self.p, target, choice)
+        em = Emitter(self.p, target, choice, scratch=self.plan.scratch)
         for op, fn in self.functions():
             emit_op(em, op, fn)
             em.cost["call"] += 1
@@ -96,6 +100,8 @@ def _kernels(em: Emitter) -> list[str]:
     lines: list[str] = []
     for encoding, signed in sorted(em.dot_kernels):
         lines += dot_kernel(encoding, signed)
+    for encoding, signed in sorted(em.row_kernels):
+        lines += row_kernel(encoding, signed)
     for signed, index_ctype in sorted(em.gather_kernels):
         lines += gather_kernel(signed, index_ctype, levels)
     return lines
@@ -105,9 +111,10 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
            compile_plain: bool = True) -> tuple[str, ExportReport]:
     """The header text for an IntProgram, after checking its accumulators and its RAM/flash budgets.
 
-    The fit ladder's forms are tried fastest first; the first whose flash fits is exported: by the size
-    the compilers give it (for a plain Config, by the bound while that fits; potnn.codegen.budget) — a form
-    the estimate lets through may still be too big as compiled, and a smaller form may then fit.
+    The fit ladder's forms are tried fastest first; the first whose flash and RAM fit is exported: flash by
+    the size the compilers give it (for a plain Config, by the bound while that fits; potnn.codegen.budget)
+    — a form the estimate lets through may still be too big as compiled, and a smaller form may then fit —
+    and RAM with the stack they measure (Config.for_board), which a form with smaller copies may lower.
     `compile_plain=False` checks a plain Config's flash by the estimate alone (the dry run before training,
     whose dense weights are not the ones export will compile).
     """
@@ -120,7 +127,9 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
             continue
         text = _text(prog, em)
         ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, compile_plain)
-        if flash_need.total <= config.flash:
+        # RAM only sends the search on to the same form with the row kernel's smaller stack copies
+        if flash_need.total <= config.flash and (ram_need.total <= config.ram
+                                                 or choice.row_stack <= target.packed_patch_limit):
             break
     else:  # over the flash budget in every form: the refusal gives the last, smallest one
         text = _text(prog, em)

@@ -1,6 +1,7 @@
 """The static C of the header, kept as real C files (package data) and instantiated by name: the
 macros every header defines (c/prelude.h), the dot-product kernels of the packed encodings (each
-encoding's kernels/dot_<name>.c) and the gather kernel of tabled unrolled linear layers (c/gather.c).
+encoding's kernels/dot_<name>.c, and row4_<name>.c where it has a row kernel) and the gather kernel of
+tabled unrolled linear layers (c/gather.c).
 
 The templates compile on their own (tests/test_encoding.py): NAME, X (input type) and, for the
 gather kernel, INDEX, MAX_EXPONENT and COUNTS are the only tokens replaced.
@@ -43,6 +44,18 @@ def dot_kernel(encoding: str, signed: bool) -> list[str]:
     """C text of one dot-product kernel for inputs of the given signedness."""
     text = get_encoding(encoding).kernel_source()
     text = text.replace("NAME", dot_kernel_name(encoding, signed)).replace("const X *", f"const {_input_ctype(signed)} *")
+    return text.splitlines() + [""]
+
+
+def row_kernel_name(encoding: str, signed: bool) -> str:
+    return f"potnn_row4_{encoding}_{'s8' if signed else 'u8'}"
+
+
+def row_kernel(encoding: str, signed: bool) -> list[str]:
+    """C text of one row kernel (four outputs of a conv row per weight decoded) for inputs of the given
+    signedness."""
+    text = get_encoding(encoding).row_kernel_source()
+    text = text.replace("NAME", row_kernel_name(encoding, signed)).replace("const X *", f"const {_input_ctype(signed)} *")
     return text.splitlines() + [""]
 
 

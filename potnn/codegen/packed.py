@@ -174,7 +174,6 @@ class PackedConv(_DotKernelLayer):
         kh, kw = op.kernel
         icpg, ocpg = c // op.groups, oc_n // op.groups
         out_t = self.out_ctype
-        rows, cols = self.geometry.guards()
         loops = PositionLoops(op)
         pooled = op.pool is not None
         plane = loops.plane
@@ -190,14 +189,7 @@ class PackedConv(_DotKernelLayer):
                 with out.block(f"for ({out_t} *f = o, *end = o + {oc_n * plane}; f != end; f += {plane})"):
                     out(f"*f = {floor};")
             with loops.window(out):
-                interior = self.geometry.interior()
-                flags = not self.looped_copy or interior  # they feed the unrolled border copy and the interior test
-                for ky, conds in rows.items() if flags else ():
-                    out(f"const int ry{ky} = {' && '.join(s.replace('@', 'iy0') for s in conds)};")
-                for kx, conds in cols.items() if flags else ():
-                    out(f"const int cx{kx} = {' && '.join(s.replace('@', 'ix0') for s in conds)};")
-                if (rows or cols) and interior:
-                    out(f"const int inside = {' && '.join([f'ry{r}' for r in rows] + [f'cx{s}' for s in cols])};")
+                out.extend(self.copy.flag_lines())
                 if self.fixed:
                     out(self.weight_pointer)
                 out("int oc = 0;", f"{out_t} *oo = o;")

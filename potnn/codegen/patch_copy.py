@@ -80,6 +80,17 @@ class PatchCopy:
                 indent(body) + ["}"]
         return [s.replace("patch[d + ", "patch[").replace("in[sb + ", f"in[{src_off} + ") for s in body]
 
+    def flag_lines(self, top: str = "iy0", left: str = "ix0") -> list[str]:
+        """The padding flags the copy tests (ryR, cxC) and `inside` (the union lies in the image), for the
+        union's top row `top` and left column `left`; none where only the looped copy runs (it tests itself)."""
+        if self.looped and not self.interior:
+            return []
+        lines = [f"const int ry{r} = {' && '.join(s.replace('@', top) for s in conds)};" for r, conds in self.rows.items()]
+        lines += [f"const int cx{c} = {' && '.join(s.replace('@', left) for s in conds)};" for c, conds in self.cols.items()]
+        if (self.rows or self.cols) and self.interior:
+            lines.append(f"const int inside = {' && '.join([f'ry{r}' for r in self.rows] + [f'cx{c}' for c in self.cols])};")
+        return lines
+
     def _flags(self, r: int, c: int) -> list[str]:
         return ([f"ry{r}"] if r in self.rows else []) + ([f"cx{c}"] if c in self.cols else [])
 

@@ -46,6 +46,8 @@ def _rv32ec_gcc_code_bytes() -> dict[str, int]:
         "packed_conv": 163,  # a packed conv's loops (their running offsets kept: POTNN_STEP), copy set-up, calls
         "packed_conv_pool": 152,  # ... its max-pool
         "packed_conv_groups": 24,  # ... its group loop
+        "row_conv": 300,  # a packed conv by rows of four outputs (potnn.codegen.row_conv): loops, call, stores
+        "row_conv_pool": 80,  # ... its max-pool
         "streaming_conv": 478,  # packed conv with its own weight-by-weight decoder
         "maxpool": 205,
         "gap": 90,
@@ -70,6 +72,9 @@ class Target:
             per-tap padding tests.
         packed_patch_limit: the same for packed convs, whose fallback decodes every weight at every
             position and is about three times slower.
+        row_stack_limit: the largest copy of four outputs' receptive field a packed conv with a row kernel
+            keeps on the stack (potnn.codegen.row_conv); the fit ladder retries with `packed_patch_limit`
+            when that stack is over the RAM budget.
         unrolled_window_taps: a pooled unrolled conv repeats its code per conv position of a pool window
             (no window loop) while all the copies hold at most this many weights.
         looped_copy_elements: a border copy is unrolled up to this many elements over all groups, and a
@@ -85,6 +90,7 @@ class Target:
     dense_fan_in: int = 48
     patch_limit: int = 256
     packed_patch_limit: int = 256
+    row_stack_limit: int = 512
     unrolled_window_taps: int = 512
     looped_copy_elements: int = 96
     gather_groups: tuple[int, ...] = (32, 16, 8, 4, 2, 1)

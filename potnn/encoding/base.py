@@ -82,6 +82,8 @@ class Encoding:
         fixed_length: every filter takes the same bytes, so the C steps from filter to filter without an
             offset table.
         kernel_code_bytes: size of the dot-product kernel in GCC -Os RV32EC code (flash estimate).
+        row_kernel_code_bytes: the same for the row kernel (kernels/row4_<name>.c: four neighbouring
+            outputs of a conv 3 taps wide per weight decoded); 0 when the encoding has none.
     """
 
     name: ClassVar[str]
@@ -95,6 +97,7 @@ class Encoding:
     stream_ctype: ClassVar[str] = "uint8_t"
     fixed_length: ClassVar[bool] = False
     kernel_code_bytes: ClassVar[int] = 0
+    row_kernel_code_bytes: ClassVar[int] = 0
     # C statements of the weight-by-weight decoder: state declarations, reset at a filter's start,
     # the next weight into e (shift, -1 for zero) and neg, and the step past a half-used unit.
     decoder_state: ClassVar[tuple[str, ...]] = ()
@@ -150,6 +153,10 @@ class Encoding:
         """The dot-product kernel's template (kernels/dot_<name>.c): NAME and X stand for the
         function name and the input type."""
         return (KERNEL_DIR / f"dot_{self.name}.c").read_text()
+
+    def row_kernel_source(self) -> str:
+        """The row kernel's template (kernels/row4_<name>.c), with the same tokens as the dot kernel's."""
+        return (KERNEL_DIR / f"row4_{self.name}.c").read_text()
 
 
 class SignShiftEncoding(Encoding):

@@ -14,6 +14,7 @@ class FP130(SignShiftEncoding):
     sign_bit = 3
     table_ctype = "int8_t"  # the kernel sign-extends a byte to test the high nibble's sign
     kernel_code_bytes = 238
+    row_kernel_code_bytes = 480
     decoder_state = ("int e, neg;", "int half;")
     decoder_reset = ("half = 0;",)
     decode = ("{ const unsigned nib = half ? (unsigned)(*wp++ >> 4) : (unsigned)(*wp & 15u); half ^= 1;",

@@ -52,6 +52,9 @@ from potnn.lower import IntOp, IntProgram, lower
 pytestmark = pytest.mark.benchmark
 
 N_IMAGES = 3
+#: The kernels layers share (dot products, row kernels, gather sums): their instructions count for the
+#: layer that called them, their flash once on a row of their own.
+SHARED_KERNEL = re.compile(r"(potnn_(?:dot|row4|gather)_\w+)$")
 
 
 class ConvConvLinear(nn.Module):
@@ -122,11 +125,14 @@ CASES += _zoo_cases()
 BOARDS = ["ch32v003", "py32f003"]
 
 
-def _images(n: int) -> np.ndarray:
-    try:
-        return load_mnist("test")[0][:n]
-    except DatasetError:
-        return np.random.default_rng(0).integers(0, 256, (n, 1, 16, 16), dtype=np.uint8)
+def _images(n: int, shape: tuple[int, ...] = (1, 16, 16)) -> np.ndarray:
+    """MNIST-16 test images, or seeded random ones (without MNIST, or for a zoo model of another input)."""
+    if shape == (1, 16, 16):
+        try:
+            return load_mnist("test")[0][:n]
+        except DatasetError:
+            pass
+    return np.random.default_rng(0).integers(0, 256, (n, *shape), dtype=np.uint8)
 
 
 def prepare(case: Case) -> tuple[nn.Module, potnn.Config]:
@@ -209,7 +215,7 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
     starts = [f[0] for f in funcs]
     counts: dict[str, int] = {}
     block_cache: dict[int, tuple[str, int]] = {}
-    layer = ["?"]  # the layer function that ran last: shared kernels (potnn_dot_*) count for it
+    layer = ["?"]  # the layer function that ran last: shared kernels (SHARED_KERNEL) count for it
     with launch(board, result.elf, start=False) as emu:
         def on_block(uc, address: int, size: int, _ud: object) -> None:
             hit = block_cache.get(address)
@@ -221,7 +227,7 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
             name = hit[0]
             if re.match(r"potnn_\d+_", name):
                 layer[0] = name
-            elif name.startswith("potnn_dot_"):
+            elif SHARED_KERNEL.match(name):
                 name = layer[0]
             counts[name] = counts.get(name, 0) + hit[1]
 
@@ -241,7 +247,7 @@ def run_on_emulator(board: str, header: Path, out: Path, images: np.ndarray, ref
     per_function = {k: (v - before.get(k, 0)) / n for k, v in counts.items() if v != before.get(k, 0)}
     flash: dict[str, int] = {}
     for name, _a, size, _t in syms:
-        m = re.match(r"(potnn_\d+_\w+?)(_[wbson])?$", name) or re.match(r"(potnn_dot_\w+)$", name)
+        m = re.match(r"(potnn_\d+_\w+?)(_[wbson])?$", name) or SHARED_KERNEL.match(name)
         if m:
             flash[m.group(1)] = flash.get(m.group(1), 0) + size
     instructions = int(np.mean([p[0] for p in per]))
@@ -281,12 +287,12 @@ def test_kernel_speed(board: str, tmp_path: Path) -> None:
         find_toolchain(load_board(board))
     except ToolchainError as exc:
         pytest.skip(str(exc))
-    images = _images(N_IMAGES)
     export = _exporter()
     rows = [("case", "layer", "encoding", "MACs", "instr", "instr/MAC", "flash B", "B/weight")]
     for case in _selected(CASES, "POTNN_KERNEL_CASES", lambda c: c.name):  # type: ignore[attr-defined]
         model, config = prepare(case)
         program = lower(model)
+        images = _images(N_IMAGES, program.input_shape)
         ref = potnn.simulate(program, images)
         header = tmp_path / f"{re.sub(r'[^0-9A-Za-z]+', '_', case.name)}.h"
         export(model, header, config)
@@ -302,8 +308,8 @@ def test_kernel_speed(board: str, tmp_path: Path) -> None:
             rows.append((case.name, op.name, op.encoding, str(n_mac), f"{ins:.0f}", f"{ins / n_mac:.2f}",
                          str(fl), f"{fl / op.weight.size:.2f}"))
         for fn, size in sorted(m.flash.items()):
-            if fn.startswith("potnn_dot_"):
-                rows.append((case.name, "kernel", fn[len("potnn_dot_"):], "", "", "", str(size), ""))
+            if SHARED_KERNEL.match(fn):
+                rows.append((case.name, "kernel", fn[len("potnn_"):], "", "", "", str(size), ""))
         rows.append((case.name, "total", f"{m.cycles} cyc", str(total_macs), str(m.instructions),
                      f"{m.instructions / total_macs:.2f}", str(m.model_flash), f"stack {m.stack}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

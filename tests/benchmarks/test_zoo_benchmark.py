@@ -1,7 +1,7 @@
 """Benchmark: the zoo models on both emulated boards with both toolchains - README's zoo table.
 
-Run: ``pytest -m benchmark -s tests/benchmarks/test_zoo_benchmark.py`` (over an hour with both
-toolchains: the accurate model executes 3-4 million instructions per image, 10,000 images per board
+Run: ``pytest -m benchmark -s tests/benchmarks/test_zoo_benchmark.py`` (about an hour with both
+toolchains: the accurate model executes 2-2.7 million instructions per image, 10,000 images per board
 and toolchain). For each zoo model, each board (CH32V003, PY32F003x4) and each toolchain (GNU GCC,
 zig) it builds the bench firmware around the shipped header, runs the exact ELF on the Unicorn
 emulator through the UART protocol (``bench.run.execute``, as ``potnn-bench run`` does), compares

@@ -24,7 +24,7 @@
 #define POTNN_NUM_CLASSES 10
 #define POTNN_RAM_BYTES 1192
 #define POTNN_WEIGHT_BYTES 7840
-#define POTNN_FLASH_ESTIMATE 14423
+#define POTNN_FLASH_ESTIMATE 14465
 
 int potnn_predict(const uint8_t *input, int32_t *logits);
 
@@ -158,7 +158,7 @@ static const int8_t potnn_1_convs_1_w[1296] = {
     75, 57, 35, -76, 44, 48, 60, 50, 60, 65, 37, 90, -59, 27, -91, 67,
     -53, 68, -87, 60, 4, 57, 52, -75, -68, 51, -68, -92, -52, 51, -60, -52,
 };
-/* potnn_1_convs_1: bias + 1 per negative term, which the dot kernel adds as ~t = -t - 1 */
+/* potnn_1_convs_1: bias + 1 per negative term, which the row kernel adds as ~t = -t - 1 */
 static const int32_t potnn_1_convs_1_b[24] = {
     14944, -1977, 11721, -26333, 8118, -7620, 34916, -5760, -8039, 37444, -3904, 13804, -796, 1665, -16096, 19902,
     2277, 12057, -2550, 20007, 17118, 22251, -28793, 9709,
@@ -493,7 +493,7 @@ static const int8_t potnn_2_convs_2_w[5184] = {
     -19, -116, -76, 94, -43, -2, 109, 87, -34, 109, -42, -19, -43, -67, 119, 70,
     102, -41, -68, -65, 88, -28, -34, -53, 83, -36, 102, -46, -29, -43, -72, -51,
 };
-/* potnn_2_convs_2: bias + 1 per negative term, which the dot kernel adds as ~t = -t - 1 */
+/* potnn_2_convs_2: bias + 1 per negative term, which the row kernel adds as ~t = -t - 1 */
 static const int32_t potnn_2_convs_2_b[48] = {
     -10630, -13112, 624, -12745, 9702, -6502, 1834, -5131, -1905, 4362, 4602, -3032, -7846, -15981, -5367, -18013,
     -13420, -15039, -11123, -4992, -8724, -6727, -6433, -2601, 7750, 5377, -8734, -1907, -10776, -8089, -11893, -10630,
@@ -594,6 +594,51 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
         acc += ((uint32_t)x[0] << (b & 7)) ^ (uint32_t)POTNN_NEG(b, 3);
     }
     return acc;
+}
+
+/* fp130, four neighbouring outputs of a row at once, for convs 3 taps wide at stride 1: each weight is
+ * decoded once and applied to four inputs, where the one-output kernel decodes it for every output.
+ * x: the receptive field of the four outputs, rows of 6 inputs (3 taps + 3 more positions), one row per
+ * weight row; w: the filter, 3 weights a row, two rows (3 bytes) per step; steps: rows / 2.
+ * acc[4] holds the four sums on entry and on return (uint32, wrapping, as in the dot kernel).
+ * POTNN_ROW4_TAP adds one weight (shift e, sign mask m) times inputs o..o+3; the barrier after it keeps
+ * GCC from decoding every weight of a step first and spilling them (RV32EC has 16 registers). */
+#ifndef POTNN_ROW4_TAP
+#define POTNN_ROW4_TAP(e, m, o) do { \
+        const int e_ = (e); \
+        const uint32_t m_ = (uint32_t)(m); \
+        a0 += ((uint32_t)x[(o)] << e_) ^ m_; \
+        a1 += ((uint32_t)x[(o) + 1] << e_) ^ m_; \
+        a2 += ((uint32_t)x[(o) + 2] << e_) ^ m_; \
+        a3 += ((uint32_t)x[(o) + 3] << e_) ^ m_; \
+        POTNN_ROW4_ORDER(); \
+    } while (0)
+#if defined(__GNUC__)
+#define POTNN_ROW4_ORDER() __asm__("" : "+r"(x), "+r"(w) : "r"(a0), "r"(a1), "r"(a2), "r"(a3))
+#else
+#define POTNN_ROW4_ORDER() ((void)0)
+#endif
+#endif
+POTNN_KERNEL static void potnn_row4_fp130_u8(uint32_t *acc, const uint8_t *x, const int8_t *w, int steps)
+{
+    uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    do {
+        int32_t b = w[0];
+        POTNN_ROW4_TAP(b & 7, POTNN_NEG(b, 3), 0);
+        POTNN_ROW4_TAP(b >> 4 & 7, b >> 7, 1);
+        b = w[1];
+        POTNN_ROW4_TAP(b & 7, POTNN_NEG(b, 3), 2);
+        POTNN_ROW4_TAP(b >> 4 & 7, b >> 7, 6);
+        b = w[2];
+        POTNN_ROW4_TAP(b & 7, POTNN_NEG(b, 3), 7);
+        POTNN_ROW4_TAP(b >> 4 & 7, b >> 7, 8);
+        x += 12;
+        w += 3;
+    } while (--steps);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
 POTNN_NOINLINE static void potnn_0_convs_0(const uint8_t *in, uint8_t *out)
@@ -1591,139 +1636,91 @@ POTNN_NOINLINE static void potnn_0_convs_0(const uint8_t *in, uint8_t *out)
 
 POTNN_NOINLINE static void potnn_1_convs_1(const uint8_t *in, uint8_t *out)
 {
-    int32_t acc, v;
-    uint8_t patch[108];
-    uint8_t *o = out;
-    uint8_t q;
-    for (int oy0 = 0, iyw = -1, roww = -8; oy0 < 7; oy0 += 2, iyw += 2, roww += 16) {
-        POTNN_STEP(iyw); POTNN_STEP(roww);
-        for (int ox0 = 0, ixw = -1; ox0 < 7; ox0 += 2, ixw += 2) {
-            POTNN_STEP(ixw);
-            POTNN_STEP(o);
-            for (uint8_t *f = o, *end = o + 384; f != end; f += 16) {
-                *f = 0;
-            }
-            for (int wy = 0, iy0 = iyw, rowbase = roww; wy < 2; wy++, iy0 += 1, rowbase += 8) {
-                POTNN_STEP(iy0); POTNN_STEP(rowbase);
-                for (int wx = 0, ix0 = ixw; wx < 2; wx++, ix0 += 1) {
-                    POTNN_STEP(ix0);
-                    const int base = rowbase + ix0;
-                    const int ry0 = iy0 >= 0;
-                    const int ry2 = iy0 < 6;
-                    const int cx0 = ix0 >= 0;
-                    const int cx2 = ix0 < 6;
-                    const int inside = ry0 && ry2 && cx0 && cx2;
-                    const int8_t *wp = potnn_1_convs_1_w;
-                    int oc = 0;
-                    uint8_t *oo = o;
-                    if (inside) {
-                        const uint8_t *s = in + base;
-                        uint8_t *d = patch;
-                        for (int j = 0; j < 12; j++, s += 64, d += 9) {
-                            d[0] = s[0];
-                            d[1] = s[1];
-                            d[2] = s[2];
-                            d[3] = s[8];
-                            d[4] = s[9];
-                            d[5] = s[10];
-                            d[6] = s[16];
-                            d[7] = s[17];
-                            d[8] = s[18];
+    int32_t v;
+    uint32_t acc[4];
+    uint8_t q[4];
+    uint8_t patch[216];
+    uint8_t *orow = out;
+    int wy = 0;
+    for (int iy0 = -1, rowbase = -8; iy0 < 7; iy0++, rowbase += 8) {
+        POTNN_STEP(iy0); POTNN_STEP(rowbase);
+        uint8_t *o = orow;
+        for (int ix0 = -1; ix0 < 7; ix0 += 4, o += 2) {
+            POTNN_STEP(ix0); POTNN_STEP(o);
+            const int base = rowbase + ix0;
+            {
+                const int c0 = ix0 < 0 ? -ix0 : 0, c1 = ix0 > 2 ? 8 - ix0 : 6;
+                for (int j = 0, sb = base, d = 0; j < 12; j++, sb += 64, d += 18) {
+                    for (int r = 0, sr = sb, dr = d; r < 3; r++, sr += 8, dr += 6) {
+                        int c = 0;
+                        if ((unsigned)(iy0 + r) < 8u) {
+                            for (; c < c0; c++) patch[dr + c] = 0;
+                            for (; c < c1; c++) patch[dr + c] = in[sr + c];
                         }
-                    } else {
-                        for (int j = 0, sb = base, d = 0; j < 12; j++, sb += 64, d += 9) {
-                            patch[d + 0] = ry0 && cx0 ? in[sb + 0] : 0;
-                            patch[d + 1] = ry0 ? in[sb + 1] : 0;
-                            patch[d + 2] = ry0 && cx2 ? in[sb + 2] : 0;
-                            patch[d + 3] = cx0 ? in[sb + 8] : 0;
-                            patch[d + 4] = in[sb + 9];
-                            patch[d + 5] = cx2 ? in[sb + 10] : 0;
-                            patch[d + 6] = ry2 && cx0 ? in[sb + 16] : 0;
-                            patch[d + 7] = ry2 ? in[sb + 17] : 0;
-                            patch[d + 8] = ry2 && cx2 ? in[sb + 18] : 0;
-                        }
-                    }
-                    for (int k = 0; k < 24; k++, oc++, wp += 54) {
-                        POTNN_STEP(oo); POTNN_STEP(wp);
-                        acc = (int32_t)((uint32_t)potnn_1_convs_1_b[oc] + potnn_dot_fp130_u8(patch, wp, 108));
-                        v = acc >> potnn_1_convs_1_s[oc];
-                        q = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-                        if (q > *oo) *oo = q;
-                        oo += 16;
+                        for (; c < 6; c++) patch[dr + c] = 0;
                     }
                 }
             }
-            o++;
+            const int8_t *wp = potnn_1_convs_1_w;
+            uint8_t *oo = o;
+            for (int oc = 0; oc < 24; oc++, wp += 54, oo += 16) {
+                POTNN_STEP(wp); POTNN_STEP(oo);
+                acc[0] = acc[1] = acc[2] = acc[3] = (uint32_t)potnn_1_convs_1_b[oc];
+                potnn_row4_fp130_u8(acc, patch, wp, 18);
+                for (int j = 0; j < 4; j++) {
+                    v = (int32_t)acc[j] >> potnn_1_convs_1_s[oc];
+                    q[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+                { const int32_t m = (q[1] > q[0] ? q[1] : q[0]); if (wy == 0 || m > oo[0]) oo[0] = m; }
+                { const int32_t m = (q[3] > q[2] ? q[3] : q[2]); if (wy == 0 || m > oo[1]) oo[1] = m; }
+            }
         }
+        if (++wy == 2) { wy = 0; orow += 4; }
     }
 }
 
-POTNN_NOINLINE static void potnn_2_convs_2(const uint8_t *in, uint8_t *out)
+POTNN_NOINLINE static void potnn_2_convs_2(const uint8_t *in, uint8_t *out, uint8_t *scratch)
 {
-    int32_t acc, v;
-    uint8_t patch[216];
-    uint8_t *o = out;
-    uint8_t q;
-    for (int oy0 = 0, iyw = -1, roww = -4; oy0 < 3; oy0 += 2, iyw += 2, roww += 8) {
-        POTNN_STEP(iyw); POTNN_STEP(roww);
-        for (int ox0 = 0, ixw = -1; ox0 < 3; ox0 += 2, ixw += 2) {
-            POTNN_STEP(ixw);
-            POTNN_STEP(o);
-            for (uint8_t *f = o, *end = o + 192; f != end; f += 4) {
-                *f = 0;
-            }
-            for (int wy = 0, iy0 = iyw, rowbase = roww; wy < 2; wy++, iy0 += 1, rowbase += 4) {
-                POTNN_STEP(iy0); POTNN_STEP(rowbase);
-                for (int wx = 0, ix0 = ixw; wx < 2; wx++, ix0 += 1) {
-                    POTNN_STEP(ix0);
-                    const int base = rowbase + ix0;
-                    const int ry0 = iy0 >= 0;
-                    const int ry2 = iy0 < 2;
-                    const int cx0 = ix0 >= 0;
-                    const int cx2 = ix0 < 2;
-                    const int inside = ry0 && ry2 && cx0 && cx2;
-                    const int8_t *wp = potnn_2_convs_2_w;
-                    int oc = 0;
-                    uint8_t *oo = o;
-                    if (inside) {
-                        const uint8_t *s = in + base;
-                        uint8_t *d = patch;
-                        for (int j = 0; j < 24; j++, s += 16, d += 9) {
-                            d[0] = s[0];
-                            d[1] = s[1];
-                            d[2] = s[2];
-                            d[3] = s[4];
-                            d[4] = s[5];
-                            d[5] = s[6];
-                            d[6] = s[8];
-                            d[7] = s[9];
-                            d[8] = s[10];
+    int32_t v;
+    uint32_t acc[4];
+    uint8_t q[4];
+    uint8_t *const patch = (uint8_t *)scratch;
+    uint8_t *orow = out;
+    int wy = 0;
+    for (int iy0 = -1, rowbase = -4; iy0 < 3; iy0++, rowbase += 4) {
+        POTNN_STEP(iy0); POTNN_STEP(rowbase);
+        uint8_t *o = orow;
+        for (int ix0 = -1; ix0 < 3; ix0 += 4, o += 2) {
+            POTNN_STEP(ix0); POTNN_STEP(o);
+            const int base = rowbase + ix0;
+            {
+                const int c0 = ix0 < 0 ? -ix0 : 0, c1 = ix0 > -2 ? 4 - ix0 : 6;
+                for (int j = 0, sb = base, d = 0; j < 24; j++, sb += 16, d += 18) {
+                    for (int r = 0, sr = sb, dr = d; r < 3; r++, sr += 4, dr += 6) {
+                        int c = 0;
+                        if ((unsigned)(iy0 + r) < 4u) {
+                            for (; c < c0; c++) patch[dr + c] = 0;
+                            for (; c < c1; c++) patch[dr + c] = in[sr + c];
                         }
-                    } else {
-                        for (int j = 0, sb = base, d = 0; j < 24; j++, sb += 16, d += 9) {
-                            patch[d + 0] = ry0 && cx0 ? in[sb + 0] : 0;
-                            patch[d + 1] = ry0 ? in[sb + 1] : 0;
-                            patch[d + 2] = ry0 && cx2 ? in[sb + 2] : 0;
-                            patch[d + 3] = cx0 ? in[sb + 4] : 0;
-                            patch[d + 4] = in[sb + 5];
-                            patch[d + 5] = cx2 ? in[sb + 6] : 0;
-                            patch[d + 6] = ry2 && cx0 ? in[sb + 8] : 0;
-                            patch[d + 7] = ry2 ? in[sb + 9] : 0;
-                            patch[d + 8] = ry2 && cx2 ? in[sb + 10] : 0;
-                        }
-                    }
-                    for (int k = 0; k < 48; k++, oc++, wp += 108) {
-                        POTNN_STEP(oo); POTNN_STEP(wp);
-                        acc = (int32_t)((uint32_t)potnn_2_convs_2_b[oc] + potnn_dot_fp130_u8(patch, wp, 216));
-                        v = acc >> potnn_2_convs_2_s[oc];
-                        q = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-                        if (q > *oo) *oo = q;
-                        oo += 4;
+                        for (; c < 6; c++) patch[dr + c] = 0;
                     }
                 }
             }
-            o++;
+            const int8_t *wp = potnn_2_convs_2_w;
+            uint8_t *oo = o;
+            for (int oc = 0; oc < 48; oc++, wp += 108, oo += 4) {
+                POTNN_STEP(wp); POTNN_STEP(oo);
+                acc[0] = acc[1] = acc[2] = acc[3] = (uint32_t)potnn_2_convs_2_b[oc];
+                potnn_row4_fp130_u8(acc, patch, wp, 36);
+                for (int j = 0; j < 4; j++) {
+                    v = (int32_t)acc[j] >> potnn_2_convs_2_s[oc];
+                    q[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+                { const int32_t m = (q[1] > q[0] ? q[1] : q[0]); if (wy == 0 || m > oo[0]) oo[0] = m; }
+                { const int32_t m = (q[3] > q[2] ? q[3] : q[2]); if (wy == 0 || m > oo[1]) oo[1] = m; }
+            }
         }
+        if (++wy == 2) { wy = 0; orow += 2; }
     }
 }
 
@@ -1743,7 +1740,7 @@ int potnn_predict(const uint8_t *input, int32_t *logits)
     int32_t *out = logits ? logits : potnn_logits;
     potnn_0_convs_0(input, ((uint8_t *)(potnn_arena.bytes + 0)));
     potnn_1_convs_1(((uint8_t *)(potnn_arena.bytes + 0)), ((uint8_t *)(potnn_arena.bytes + 768)));
-    potnn_2_convs_2(((uint8_t *)(potnn_arena.bytes + 768)), ((uint8_t *)(potnn_arena.bytes + 0)));
+    potnn_2_convs_2(((uint8_t *)(potnn_arena.bytes + 768)), ((uint8_t *)(potnn_arena.bytes + 0)), potnn_arena.bytes + 192);
     potnn_4_fc(((uint8_t *)(potnn_arena.bytes + 0)), out);
     int best = 0;
     for (int i = 1; i < 10; i++) if (out[i] > out[best]) best = i;
