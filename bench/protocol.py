@@ -54,6 +54,7 @@ class ClientStats:
     chunks: int = 0             # of the requests, LOADs of image chunks
     reuploads: int = 0          # images sent again because the answer was computed from another one
     late_answers: int = 0       # answers to an earlier request, come after it was given up: skipped
+    resized: int = 0            # LOAD chunks given up after a failed attempt for smaller ones (the loss grew)
 
     @property
     def retries(self) -> int:
@@ -64,7 +65,7 @@ class ClientStats:
                 "recovered": self.recovered, "no_answer": self.no_answer,
                 "corrupt_answers": self.corrupt_answers, "naks_retried": self.naks_retried,
                 "filler_bytes": self.filler_bytes, "chunks": self.chunks, "reuploads": self.reuploads,
-                "late_answers": self.late_answers}
+                "late_answers": self.late_answers, "resized": self.resized}
 
 
 @dataclass
@@ -126,7 +127,9 @@ class BenchClient:
       are dropped as garbage otherwise.
     - ``infer`` sends the image in LOAD chunks of about ``CHUNK_SCALE`` / (measured loss per
       byte) bytes (the whole image on a clean link), then INFER; an answer whose image CRC is
-      not the image's is for another image (a stale one), and the image is sent again.
+      not the image's is for another image (a stale one), and the image is sent again. A chunk
+      whose attempt failed is sent again smaller when the loss that failure measured asks for
+      smaller chunks (else a first chunk the size of the image could almost never get through).
     """
 
     PATIENCE = 4.0
@@ -199,26 +202,38 @@ class BenchClient:
 
     def _upload(self, image: bytes) -> None:
         """LOAD ``image`` chunk by chunk (PROTOCOL.md, "Sending an image"). The board answers each
-        LOAD with how many bytes it holds; the client continues from there when that is its
-        own chunk's end or less, and otherwise (the board holds bytes of an image abandoned
-        earlier) first sends an empty chunk at offset 0, which makes the board start over."""
+        LOAD with how many bytes it holds; the client continues from there when that is no further
+        than the furthest byte this upload has sent (a chunk given up for a smaller one may have been
+        taken after all), and otherwise (the board holds bytes of an image abandoned earlier) first
+        sends an empty chunk at offset 0, which makes the board start over."""
         assert self.info_result is not None
         capacity = self.info_result.rx_capacity
-        pos, restart, stalled, best = 0, False, 0, 0
+        pos, restart, stalled, best, sent = 0, False, 0, 0, 0
         while pos < len(image) or restart:
             n = 0 if restart else min(self._chunk_size(), len(image) - pos)
+            sent = max(sent, pos + n)
             answer = self._exchange(FrameType.LOAD_REQ, load_payload(image[pos:pos + n], pos), FrameType.LOAD_RESP,
                                     self.timeout, check=lambda f: _check_held(f, len(image)), no_room_ok=True,
-                                    answers=functools.partial(_answers_load, end=pos + n))
+                                    answers=functools.partial(_answers_load, end=pos + n),
+                                    smaller=functools.partial(self._smaller_than, n))
+            if answer is None:          # the loss measured on this chunk's attempts asks for smaller ones
+                self.stats.resized += 1
+                continue
             self.stats.chunks += 1
             held = capacity - answer.detail if isinstance(answer, NakError) else LoadResult.decode(answer.payload).held
-            restart = not (held == pos + n or held <= pos)
+            restart = held > sent
             pos = 0 if restart else held
+            sent = 0 if restart else sent
             stalled = 0 if pos > best else stalled + 1
             best = max(best, pos)
             if stalled > self.MAX_STALLED_LOADS:
                 raise ProtocolError(f"the board does not keep the image: {stalled} LOAD answers in a row without "
                                     f"progress (it holds {held} of {len(image)} bytes)")
+
+    def _smaller_than(self, n: int) -> bool:
+        """The measured loss now asks for chunks smaller than `n` bytes (a chunk the size of the whole
+        image, sent while the link still looked clean, may almost never get through a lossy one)."""
+        return 0 < self._chunk_size() < n
 
     def _chunk_size(self) -> int:
         assert self.info_result is not None
@@ -246,7 +261,8 @@ class BenchClient:
     # ------------------------------------------------------------------ one request, retried
     def _exchange(self, request_type: int, payload: bytes, response_type: int, limit: float,
                   check: Callable[[Frame], str | None] | None = None, no_room_ok: bool = False,
-                  answers: Callable[[Frame], bool] | None = None) -> Any:
+                  answers: Callable[[Frame], bool] | None = None,
+                  smaller: Callable[[], bool] | None = None) -> Any:
         """Send one request until its answer comes (class doc for the rules) and return it.
 
         ``check(frame) -> problem or None`` rejects an answer as corrupted (then it is retried).
@@ -254,6 +270,8 @@ class BenchClient:
         one, come after its attempt was given up): it is skipped and the wait goes on.
         ``no_room_ok``: a TOO_LONG NAK for a request longer than the room it names is returned
         (for a LOAD it says how much of the image the board holds) instead of raised.
+        ``smaller()``: True after a failed attempt when the request should be sent smaller instead
+        (a LOAD chunk the measured loss no longer allows); None is returned, any filler sent first.
         """
         wire = encode_frame(request_type, payload)
         exposed = len(wire) + OVERHEAD + self._answer_payload(response_type)
@@ -266,9 +284,7 @@ class BenchClient:
             if self.budget_s is not None:
                 wait = max(min(wait, start + self.budget_s - time.monotonic()), self.MIN_WAIT_S)
             if filler:                      # end a frame the board may hold half received; it NAKs that
-                self.port.write(bytes(filler))
-                self.stats.filler_bytes += filler
-                self._await(None, min(wait, self._typical_wait(request_type)))   # within the budget too
+                self._fill(filler, min(wait, self._typical_wait(request_type)))  # within the budget too
                 filler = 0
             sent_at = time.monotonic()
             self.port.write(wire + bytes(self.TRAIL))      # one write: one USB or TCP packet
@@ -303,6 +319,11 @@ class BenchClient:
             silent = 0 if out.heard else silent + 1
             if silent >= 2:         # twice nothing: the board may hold a frame half received
                 filler = self._filler_bytes(len(wire))
+            if smaller is not None and smaller():
+                if filler:
+                    self._fill(filler, self._typical_wait(request_type))
+                self.stats.requests -= 1    # the request goes on, smaller: its attempts count as retries
+                return None
             attempt += 1
             out_of_tries = self.retries is not None and attempt > self.retries
             out_of_time = self.budget_s is not None and time.monotonic() - start >= self.budget_s
@@ -310,6 +331,12 @@ class BenchClient:
                 spent = time.monotonic() - start
                 raise BenchTimeout(f"board stopped answering ({out.problem} to request {request_type:#04x}, "
                                    f"{attempt} attempts in {spent:.1f} s)")
+
+    def _fill(self, n: int, wait: float) -> None:
+        """Send `n` zeros, which end a frame the board may hold half received, and skip its NAK."""
+        self.port.write(bytes(n))
+        self.stats.filler_bytes += n
+        self._await(None, wait)
 
     def _filler_bytes(self, sent: int) -> int:
         """Zeros that complete any frame the board may hold half received: the longest frame it

@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
+import torch
+
+import potnn
+from potnn import PoTConv2d, PoTLinear
 
 from bench import results as R
 from bench import run as run_mod
@@ -129,7 +133,8 @@ def test_a_retry_after_two_silences_first_ends_any_partial_frame_with_filler() -
     assert port.written[1:] == [LOAD, LOAD, bytes(filler), LOAD, request(FrameType.INFER_REQ)]
     assert client.stats.to_dict() == {"requests": 3, "attempts": 5, "retries": 2, "recovered": 1,
                                       "no_answer": 2, "corrupt_answers": 0, "naks_retried": 0,
-                                      "filler_bytes": filler, "chunks": 1, "reuploads": 0, "late_answers": 0}
+                                      "filler_bytes": filler, "chunks": 1, "reuploads": 0, "late_answers": 0,
+                                      "resized": 0}
 
 
 def test_a_late_answer_to_another_load_is_skipped_not_taken_for_this_ones() -> None:
@@ -152,6 +157,56 @@ def test_a_late_answer_to_another_load_is_skipped_not_taken_for_this_ones() -> N
     assert port.written[1:] == [request(FrameType.LOAD_REQ, load_payload(image[:4], 0)),
                                 request(FrameType.LOAD_REQ, load_payload(image[4:], 4)), request(FrameType.INFER_REQ)]
     assert client.stats.late_answers == 1 and client.stats.retries == 0
+
+
+def _eight_byte_client(answers: list[bytes]) -> tuple[BenchClient, ScriptedPort, bytes]:
+    """A client for an 8-byte image whose chunks shrink to 4 bytes after one failed attempt."""
+    image = bytes(range(8))
+    port = ScriptedPort([encode_frame(FrameType.INFO_RESP, info_payload(len(image), 1))] + answers)
+    client = BenchClient(port, timeout=0.2, retries=3)
+    client.info()
+    client.MIN_CHUNK = 4
+    client.CHUNK_SCALE = 0.0       # any loss measured at all: chunks of MIN_CHUNK
+    return client, port, image
+
+
+def _load(image: bytes, start: int, end: int) -> bytes:
+    return request(FrameType.LOAD_REQ, load_payload(image[start:end], start))
+
+
+def _held(held: int, end: int) -> bytes:
+    return encode_frame(FrameType.LOAD_RESP, LoadResult(held, end).encode())
+
+
+def test_a_chunk_that_fails_is_sent_again_smaller() -> None:
+    """The old failure: the first chunk is the whole image (the link looked clean) and its retries
+    repeated it as it was, so a large image on a lossy link almost never got through. The failed
+    attempt measures the loss, and the chunk goes again at the size that loss asks for."""
+    answer = InferResult(0, [3], 9, crc16(bytes(range(8))))
+    client, port, image = _eight_byte_client([nak(NakReason.BAD_CRC, FrameType.LOAD_REQ), _held(4, 4), _held(8, 8),
+                                              encode_frame(FrameType.INFER_RESP, answer.encode())])
+    assert client.infer(image).logits == [3]
+    assert port.written[1:] == [_load(image, 0, 8), _load(image, 0, 4), _load(image, 4, 8),
+                                request(FrameType.INFER_REQ)]
+    assert client.stats.resized == 1 and client.stats.chunks == 2
+    assert client.stats.requests == 4 and client.stats.retries == 1   # the smaller resend is the retry
+
+
+def test_a_chunk_given_up_but_taken_after_all_is_not_sent_again() -> None:
+    """Chunk 4..8 reached the board but its answer was lost, and the loss measured then asks for
+    2-byte chunks: the board ignores the smaller 4..6 (not at what it holds, not at 0) and answers that
+    it holds all 8 bytes. That is no further than this upload has sent, so the client goes on from
+    there (before, it took the board for holding another image's bytes and started over). The chunk
+    sizes the loss estimate gives are scripted here: 4, 4, then 2."""
+    answer = InferResult(0, [3], 9, crc16(bytes(range(8))))
+    client, port, image = _eight_byte_client([_held(4, 4), b"", _held(8, 6),
+                                              encode_frame(FrameType.INFER_RESP, answer.encode())])
+    sizes = iter([4, 4])
+    client._chunk_size = lambda: next(sizes, 2)  # type: ignore[method-assign]
+    assert client.infer(image).logits == [3]
+    assert port.written[1:] == [_load(image, 0, 4), _load(image, 4, 8), _load(image, 4, 6),
+                                request(FrameType.INFER_REQ)]
+    assert client.stats.resized == 1
 
 
 def test_an_answer_for_another_image_sends_the_image_again() -> None:
@@ -289,6 +344,42 @@ def test_a_run_at_fault_rate_one_percent_logs_every_image_once_and_correctly(tin
     assert link["chunks"] > 20                                        # the loss it measured split images
     infers = 20 + link["reasked"] + link["reuploads"]                 # each image asked, again, or sent again
     assert link["requests"] == 2 + link["chunks"] + infers            # and INFO before and after
+
+
+class _Colour(torch.nn.Module):
+    """3 x 16 x 16 inputs: a 768-byte image, three times the MNIST models' (one frame of it crosses a
+    link losing 1 % of its bytes about once in 2,500 tries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = PoTConv2d(3, 4, 3, stride=2, padding=1)
+        self.fc = PoTLinear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_a_large_image_at_fault_rate_one_percent_gets_through_in_smaller_chunks(tmp_path: Path,
+                                                                                 build_dir: Path) -> None:
+    """Seed 3 once stopped this run at its first image: the first chunk, the whole image, was retried as
+    it was for 30 s. Now the failed attempts shrink it, and every image is logged once and correctly."""
+    torch.manual_seed(3)
+    model = _Colour().eval()
+    config = potnn.Config(mean=0.4, std=0.3, input_h=16, input_w=16, input_channels=3, layer_encodings={"fc": "fp130"})
+    images = np.random.default_rng(3).integers(0, 256, (6, 3, 16, 16), dtype=np.uint8)
+    potnn.calibrate(model, [((torch.from_numpy(images).float() / 255 - 0.4) / 0.3,)], config)
+    potnn.prepare_qat(model, config)
+    potnn.export(model, tmp_path / "colour.h", config)
+    reference = potnn.simulate(model, images)
+    out = run_mod.execute(run_mod.RunOptions(board="ch32v003", header=tmp_path / "colour.h", emulator="unicorn",
+                                             results=tmp_path / "results", build_dir=build_dir / "colour",
+                                             show_progress=False, data=(images, reference.argmax(1)),
+                                             fault_rate=0.01, fault_seed=3))
+    s = out.summary
+    assert s is not None and s["n"] == 6 and s["mismatches"] == 0
+    rows = R.read_rows(out.run_dir / R.ROWS_CSV)
+    assert rows["index"].tolist() == list(range(6)) and (R.logits_of(rows) == reference).all()
+    assert s["link"]["resized"] > 0
 
 
 def test_a_port_that_disappears_mid_run_keeps_its_rows_and_resume_finishes(tiny, tmp_path: Path, build_dir: Path,
