@@ -81,6 +81,7 @@ class Board:
     flash_size: int
     ram_origin: int
     ram_size: int
+    kernels_in_ram: bool              # the build runs the model's packed kernels from SRAM when they fit
     regions: tuple[Region, ...]
     peripherals: Mapping[str, int]    # name -> base address, for every peripheral the firmware touches
     clock_hz: int
@@ -151,6 +152,13 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             raise BoardError(f"{self.file}: [{table}] {key} must be {names}, not {value!r}")
+        return value
+
+    def flag(self, table: str, key: str) -> bool:
+        """A true/false key, false when absent."""
+        value = self.table(table).get(key, False)
+        if not isinstance(value, bool):
+            raise BoardError(f"{self.file}: [{table}] {key} must be true or false, not {value!r}")
         return value
 
     def positive(self, table: str, key: str) -> int:
@@ -224,6 +232,7 @@ def _validate(data: Mapping[str, Any], path: Path) -> Board:
         flash_size=flash_size,
         ram_origin=r.address("memory", "ram_origin"),
         ram_size=ram_size,
+        kernels_in_ram=r.flag("memory", "kernels_in_ram"),
         regions=_regions(r, path),
         peripherals={key: r.address("peripherals", key) for key in r.table("peripherals")},
         clock_hz=r.positive("clock", "hz"),

@@ -13,6 +13,14 @@ what the image would need, and that is what the error reports.
 The stack is measured, not assumed (bench.stack_usage): a first link with unbounded regions gives
 the call graph, the compiler's stack-usage reports give each function's frame, and the real link
 reserves the deepest path.  build.json records it as ``stack_bytes``.
+
+On a board whose flash makes the core wait (``kernels_in_ram`` in its file: the CH32V003 at 48 MHz),
+the model's packed kernels (``POTNN_RAMFUNC`` in the header) are linked into .data, which start-up
+copies to SRAM, when the image still fits with them there; else they stay in flash. The kernels are a
+few hundred bytes that run for most of an inference, and flash fetches, not instructions, bound them.
+Export does not count them as RAM (the build only moves them into RAM that is free) and measures their
+flash as placed so (potnn.codegen.compiled), so what export accepts still builds. build.json records
+their bytes in SRAM as ``ram_kernel_bytes``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ except ImportError:  # Windows: no output bound (the time bound still holds)
     resource = None  # type: ignore[assignment]
 
 from intelhex import IntelHex
+from potnn.codegen.compiled import RAM_KERNELS_DEFINE
 from potnn.contract import model_hash
 
 from bench.atomic import atomic_open, write_text
@@ -57,7 +66,7 @@ CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-
           "-Wall", "-Wextra", "-g")
 LDFLAGS = ("-Wl,--gc-sections", "-Wl,--entry=bench_entry")
 PROBE_REGION = 1 << 24        # region size for the measuring link: larger than any image
-BUILD_FORMAT = 2              # bump when build.json or the build recipe changes meaning
+BUILD_FORMAT = 3              # bump when build.json or the build recipe changes meaning
 #: Bounds on one compiler process (``_run``): no microcontroller image comes near them (the
 #: largest ELF of a zoo build is under 1 MiB; a build takes seconds).
 COMPILER_FILE_LIMIT = 64 << 20
@@ -127,6 +136,7 @@ class BuildResult:
     firmware_flash_bytes: int
     firmware_ram_bytes: int
     ram_checked: bool
+    ram_kernel_bytes: int = 0  # bytes of packed kernels run from SRAM (the board asks and they fit; 0: flash)
     cached: bool = False
 
     @property
@@ -291,7 +301,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         fingerprint = _fingerprint(str(BUILD_FORMAT), _firmware_sources_digest(),
                                    json.dumps(b.raw, sort_keys=True, default=str),
                                    info.header.read_bytes(), " ".join(tc.cc), tc.version, opt,
-                                   str(check_ram))
+                                   str(check_ram), RAM_KERNELS_DEFINE)
         if not force and build_json.exists() and elf.exists():
             try:
                 old = json.loads(build_json.read_text())
@@ -309,25 +319,30 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
         compile_line = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}"]
 
-        def compile_with(stack: int) -> list[str]:
-            return [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack)]
+        def compile_with(stack: int, in_ram: bool) -> list[str]:
+            return [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack),
+                    *([RAM_KERNELS_DEFINE] if in_ram else [])]
 
-        def link(script_name: str, probe: bool, target: Path, stack: int) -> subprocess.CompletedProcess[str]:
+        def link(script_name: str, probe: bool, target: Path, stack: int,
+                 in_ram: bool) -> subprocess.CompletedProcess[str]:
             script = out / script_name
             script.write_text(_linker_script(b, probe=probe, stack=stack))
             mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
-            return _run([*compile_with(stack), *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile,
+            return _run([*compile_with(stack, in_ram), *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile,
                          "-o", str(target), *sources, *tc.libs], log)
 
         probe_elf = out / "probe.elf"
-        probe = link("probe.ld", probe=True, target=probe_elf, stack=0)
-        if probe.returncode != 0:
-            raise BuildError(f"build failed for {b.name} ({_first_error(probe)}); full log: {log}")
-        stack = _measure_stack(probe_elf, compile_with(0), tc.kind, sources, out)
-        size = measure(probe_elf, b.flash_origin, b.ram_origin)
+        for in_ram in (True, False) if b.kernels_in_ram else (False,):   # SRAM only while the image fits
+            probe = link("probe.ld", probe=True, target=probe_elf, stack=0, in_ram=in_ram)
+            if probe.returncode != 0:
+                raise BuildError(f"build failed for {b.name} ({_first_error(probe)}); full log: {log}")
+            stack = _measure_stack(probe_elf, compile_with(0, in_ram), tc.kind, sources, out)
+            size = measure(probe_elf, b.flash_origin, b.ram_origin)
+            if size.flash_bytes <= b.flash_size and size.static_ram_bytes + stack.total <= b.ram_size:
+                break
         if size.flash_bytes > b.flash_size or (check_ram and size.static_ram_bytes + stack.total > b.ram_size):
             raise BudgetError(b, size, stack.total)
-        proc = link("link.ld", probe=not check_ram, target=elf, stack=stack.total)
+        proc = link("link.ld", probe=not check_ram, target=elf, stack=stack.total, in_ram=in_ram)
         if proc.returncode != 0:
             raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
         probe_elf.unlink()
@@ -345,7 +360,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
             model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
             firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
             firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
-            ram_checked=check_ram)
+            ram_checked=check_ram, ram_kernel_bytes=size.model_ram_code_bytes)
         record = result.to_json()
         record["fingerprint"] = fingerprint
         write_text(build_json, json.dumps(record, indent=2) + "\n")   # a killed build leaves no half file
@@ -444,6 +459,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"  RAM   {r.ram_bytes:6d} / {r.ram_budget} B ({_pct(r.ram_bytes, r.ram_budget)})"
           f"   .data+.bss {r.static_ram_bytes} B (model {r.model_ram_bytes} B) + stack {r.stack_bytes} B "
           f"(measured; potnn_predict {r.model_stack_bytes} B)")
+    if r.ram_kernel_bytes:
+        print(f"  packed kernels run from SRAM ({r.ram_kernel_bytes} B of the model's RAM, copied there at start-up: "
+              "the board's flash has wait states)")
     if not r.ram_checked:
         print("  warning: RAM budget not checked (--no-ram-check)")
     print(f"  model {r.model_hash_hex}  input {r.input_size}  classes {r.num_classes}")

@@ -22,7 +22,8 @@ class ImageSize:
     data_bytes: int           # .data (RAM, initialised from flash)
     bss_bytes: int            # .bss (RAM, zeroed)
     model_flash_bytes: int    # potnn_* code and constants
-    model_ram_bytes: int      # potnn_* buffers
+    model_ram_bytes: int      # potnn_* buffers, and code run from SRAM
+    model_ram_code_bytes: int = 0  # ... of which code (the packed kernels the build placed in SRAM)
 
     @property
     def static_ram_bytes(self) -> int:
@@ -40,6 +41,12 @@ def _allocated(image: ElfFile) -> list[Section]:
 
 def _inside(addr: int, origin: int, size: int) -> bool:
     return origin <= addr < origin + size
+
+
+def _initialised_from_flash(image: ElfFile, addr: int, flash_origin: int, flash_span: int) -> bool:
+    """Whether RAM at ``addr`` is .data whose initial value the image stores in flash."""
+    return any(s.address <= addr < s.address + s.size and not s.nobits
+               and _inside(s.load_address, flash_origin, flash_span) for s in _allocated(image))
 
 
 def measure(elf: Path, flash_origin: int, ram_origin: int, *, flash_span: int = 1 << 28,
@@ -63,14 +70,21 @@ def measure(elf: Path, flash_origin: int, ram_origin: int, *, flash_span: int = 
                 data += s.size
         if not s.nobits and _inside(s.load_address, flash_origin, flash_span):
             flash_end = max(flash_end, s.load_address + s.size)
-    model_flash = model_ram = 0
+    # the model's code run from SRAM (firmware/link.ld.in's .ramfunc, padding included), kept in flash too
+    start, end = image.symbol("__ramfunc_start"), image.symbol("__ramfunc_end")
+    ram_code = end - start if start is not None and end is not None else 0
+    model_flash = model_ram = ram_code
     for sym in image.symbols:
         if not sym.name.startswith(MODEL_PREFIX) or sym.size == 0:
             continue
         addr = sym.value & ~1                     # Thumb functions have bit 0 set
         if _inside(addr, ram_origin, ram_span):
+            if sym.kind == "STT_FUNC":            # in .ramfunc, counted above
+                continue
             model_ram += sym.size
+            if _initialised_from_flash(image, addr, flash_origin, flash_span):
+                model_flash += sym.size
         elif _inside(addr, flash_origin, flash_span):
             model_flash += sym.size
     return ImageSize(flash_bytes=flash_end - flash_origin, data_bytes=data, bss_bytes=bss,
-                     model_flash_bytes=model_flash, model_ram_bytes=model_ram)
+                     model_flash_bytes=model_flash, model_ram_bytes=model_ram, model_ram_code_bytes=ram_code)

@@ -45,6 +45,7 @@ class BoardFacts:
     gnu_compilers: tuple[str, ...]
     cflags: dict[str, tuple[str, ...]]  # toolchain kind -> target flags (zig's start with -target)
     firmware: dict[str, FirmwareCost]  # toolchain kind -> the bench firmware's measured cost
+    kernels_in_ram: bool = False  # the bench runs the packed kernels from SRAM when they fit ([memory])
 
     @property
     def worst_firmware(self) -> FirmwareCost:
@@ -114,6 +115,14 @@ def load_board_facts(name: str) -> BoardFacts:
         flags = {"gnu": tuple(toolchain["gnu"].get("cflags", ())),
                  "zig": ("-target", toolchain["zig"]["target"], *toolchain["zig"].get("cflags", ()))}
         return BoardFacts(name, data["board"]["arch"], int(memory["flash_size"]), int(memory["ram_size"]),
-                          tuple(toolchain["gnu"]["compilers"]), flags, costs)
+                          tuple(toolchain["gnu"]["compilers"]), flags, costs, _flag(name, memory, "kernels_in_ram"))
     except (KeyError, TypeError) as e:
         raise ValueError(f"boards/{name}.toml lacks {e} (schema: boards/README.md)") from None
+
+
+def _flag(name: str, table: dict[str, Any], key: str) -> bool:
+    """A true/false key of a board file's table, false when absent."""
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"boards/{name}.toml: {key} must be true or false, not {value!r}")
+    return value

@@ -10,6 +10,13 @@ whose length is the model's flash (linker relaxation included). No ELF file is p
 compiler's assembly of the header is also checked for multiplies (potnn.codegen.multiply): a header one
 of them would multiply in is refused.
 
+On a board whose bench runs the packed kernels from SRAM (`kernels_in_ram`, bench/build.py), the header is
+measured that way: the kernels' bytes still count as flash (start-up copies them from there, in 4-byte
+steps), and each call from flash into SRAM is the long form (RV32EC: auipc + jalr, 8 bytes, where a near
+call is a 4-byte jal). The build moves them only when they fit. Left in flash they are the same bytes and
+each call is at least 4 bytes shorter, which covers the 2 bytes by which relaxation may shorten another
+call (c.jal) with the kernels out of its way; so the figure bounds either placement.
+
 The call structure of a header is fixed by the generator: potnn_predict calls the layer functions
 (`potnn_<i>_<name>`), which call the kernels (`potnn_dot_*`, `potnn_gather*`), which call nothing.
 So the deepest stack is predict's frame + the largest layer frame + the largest kernel frame (a
@@ -45,9 +52,16 @@ _LINKER_SCRIPT = """SECTIONS {
   .libc : { *(.text.memset) *(.text.memcpy) *(.text.memmove) }
   .flash : { *(.text*) *(.rodata*) *(.srodata*) *(.data*) *(.sdata*) }
   . = 0x20000000;
+  .ramfunc : { *(.ramfunc*) }
   .ram (NOLOAD) : { *(.bss*) *(.sbss*) *(COMMON) }
 }
 """
+#: How a firmware places the header's kernels (POTNN_RAMFUNC) in SRAM: the section .ramfunc, which its
+#: linker script puts in .data (firmware/link.ld.in), copied from flash at start-up.
+RAM_KERNELS_DEFINE = '-DPOTNN_RAMFUNC=__attribute__((section(".ramfunc")))'
+#: How every kernel's definition begins (potnn/encoding/kernels/*.c, potnn/codegen/c/gather.c; a test holds
+#: it): a header without one has no .ramfunc, and zig's objcopy refuses to copy a section that is not there.
+RAM_KERNEL = "POTNN_KERNEL POTNN_RAMFUNC static"
 _LIBC = """
 typedef __SIZE_TYPE__ potnn_size_t;
 void *memset(void *d, int c, potnn_size_t n) { (void)c; (void)n; return d; }
@@ -132,18 +146,23 @@ def measure(text: str, facts: BoardFacts) -> dict[str, Compiled]:
             out.mkdir()
             su = out / "model.su"
             usage = ["-fstack-usage"] if kind == "gnu" else ["-Xclang", "-stack-usage-file", "-Xclang", str(su)]
-            elf, binary = out / "model.elf", out / "model.bin"
+            elf, binary, ram_code = out / "model.elf", out / "model.bin", out / "ramfunc.bin"
+            placed = (RAM_KERNELS_DEFINE,) if facts.kernels_in_ram and RAM_KERNEL in text else ()
             _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, "-c", str(work / "libc.c"), "-o", str(out / "libc.o")], cwd=out)
-            _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, *usage, *_LINK[kind], f"-Wl,-T,{work / 'flash.ld'}",
+            _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, *placed, *usage, *_LINK[kind], f"-Wl,-T,{work / 'flash.ld'}",
                                str(work / "model.c"), str(out / "libc.o"), *_LIBS[kind], "-o", str(elf)], cwd=out)
             _run(kind, facts, [*tc.objcopy, "-O", "binary", "-j", ".flash", str(elf), str(binary)], cwd=out)
+            flash = binary.stat().st_size
+            if placed:      # the kernels' copy in flash, in .data's 4-byte steps
+                _run(kind, facts, [*tc.objcopy, "-O", "binary", "-j", ".ramfunc", str(elf), str(ram_code)], cwd=out)
+                flash += (ram_code.stat().st_size + 3) & ~3
             _run(kind, facts, [*tc.cc, *BENCH_CFLAGS, "-S", str(work / "model.c"), "-o", str(out / "model.s")], cwd=out)
             _refuse_multiplies(kind, facts, (out / "model.s").read_text())
             reports = sorted(out.glob("*.su"))
             if not reports:
                 raise ExportError(f"{kind} wrote no stack-usage report for {facts.name}; its compiler may be too "
                                   "old for -fstack-usage (GCC 4.6+, Clang 13+)")
-            result[kind] = Compiled(predict_stack(frames(reports[0].read_text())), binary.stat().st_size)
+            result[kind] = Compiled(predict_stack(frames(reports[0].read_text())), flash)
     return result
 
 

@@ -21,7 +21,7 @@
 #define POTNN_ROW4_ORDER() ((void)0)
 #endif
 #endif
-POTNN_KERNEL static void NAME(uint32_t *acc, const X *x, const int8_t *w, int steps)
+POTNN_KERNEL POTNN_RAMFUNC static void NAME(uint32_t *acc, const X *x, const int8_t *w, int steps)
 {
     uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     do {

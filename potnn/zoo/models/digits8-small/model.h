@@ -396,7 +396,7 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
 #define POTNN_ROW4_ORDER() ((void)0)
 #endif
 #endif
-POTNN_KERNEL static void potnn_row4_fp130_u8(uint32_t *acc, const uint8_t *x, const int8_t *w, int steps)
+POTNN_KERNEL POTNN_RAMFUNC static void potnn_row4_fp130_u8(uint32_t *acc, const uint8_t *x, const int8_t *w, int steps)
 {
     uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     do {
