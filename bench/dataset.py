@@ -58,6 +58,8 @@ def data_sha256(x: np.ndarray, y: np.ndarray | None) -> str:
 
 
 def _from_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    if path.is_file() and not zipfile.is_zipfile(path):     # e.g. a .npy: np.load reads it, as one array
+        raise DataError(f"{path.name} is not a .npz (an archive of named arrays): write it with {NPZ_HELP}")
     try:
         with np.load(path, allow_pickle=False) as z:
             files = set(getattr(z, "files", ()))

@@ -80,6 +80,9 @@ def _reexport(header: Path) -> str:
 def read_model(header: str | Path) -> BenchModel:
     """The header and its bundle, checked to belong together; a one-line ModelFilesError otherwise."""
     header = Path(header)
+    if header.suffix == ".potnn":
+        raise ModelFilesError(f"{header.name} is the bundle: pass the header beside it, "
+                              f"--header {header.with_suffix('.h')}")
     try:
         data = header.read_bytes()
     except OSError as e:

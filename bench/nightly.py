@@ -36,7 +36,7 @@ from bench.farm import FarmError, FarmSession
 from bench.options import (build_options, data_options, place_options, placement_options, results_options,
                            stream_options, threshold_options)
 from bench.placement import place
-from bench.report.regression import thresholds_from
+from bench.report.regression import group_label, thresholds_from
 from bench.run import RunOptions, execute
 
 
@@ -279,7 +279,7 @@ def main(args: argparse.Namespace) -> int:
     if rep is not None:
         print(f"report: {rep.html} and {rep.markdown}")
         for f in rep.regressions:
-            print(f"  REGRESSION {' / '.join(f.group[:3])}: {f.message}")
+            print(f"  REGRESSION {group_label(f.group)}: {f.message}")
         for e in rep.damaged:
             print(f"  DAMAGED    {report_mod.damaged_line(e, args.results)}")
     if rep is None or rep.damaged or any(r.status in ("failed", "interrupted") for r in results):

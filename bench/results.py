@@ -285,7 +285,8 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     """Read and validate rows.csv; every problem becomes a ResultsError naming the file and line.
 
     ``allow_torn_tail`` (an incomplete run): a last line without its newline is dropped, and an
-    empty file (or one whose header line is torn) reads as no rows.
+    empty file (or one whose header line is torn, or none yet: a run stopped before its first row)
+    reads as no rows.
 
     Validation is done here rather than trusting pandas because a silently mis-parsed file
     would turn into wrong accuracy figures in a report, which is worse than no report.
@@ -294,7 +295,9 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ResultsError(path, "missing") from None
+        if not allow_torn_tail:
+            raise ResultsError(path, "missing") from None
+        raw = b""
     except OSError as e:
         raise ResultsError(path, f"unreadable ({e.strerror})") from None
     try:
@@ -411,7 +414,7 @@ class RunRecord:
 def load_run(run_dir: Path, with_failures: bool = True) -> RunRecord:
     """Read one run directory, validating everything a report will rely on.
 
-    What a crash can leave is read as the run it is: a torn last row or an empty rows.csv of an
+    What a crash can leave is read as the run it is: a torn last row, an empty or no rows.csv of an
     incomplete run, a complete run whose run.json was lost (summary.json holds its keys).
     """
     run_dir = Path(run_dir)

@@ -100,8 +100,8 @@ def _resumed_meta(run_dir: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
 def plan_run(results_dir: Path, meta: Mapping[str, Any], n: int, resume: str | Path | None) -> RunPlan:
     """Create a new run directory, or reopen ``resume`` (a path, a run id, or "latest"); lock it.
 
-    Resuming refuses a run of another board, model hash or data (``data_sha256``): mixing rows of
-    two models or two test sets would make every figure of the run meaningless. It refuses a run
+    Resuming refuses a run of another board, model hash, data (``data_sha256``) or toolchain: mixing
+    rows of two models, two test sets or two builds would make every figure of the run meaningless. It refuses a run
     another live process writes (``bench.runlock.RunLocked``, naming that process), and recovers
     what a crash or a full disk leaves: a torn last row, an empty rows.csv, a lost run.json
     before any row, failures.npz without summary.json.
@@ -129,6 +129,9 @@ def plan_run(results_dir: Path, meta: Mapping[str, Any], n: int, resume: str | P
         if old.get(key) != meta.get(key):
             raise RunError(f"cannot resume {run_dir.name}: it ran {key}={old.get(key)}, "
                            f"this run has {key}={meta.get(key)}")
+    if old.get("toolchain") != meta.get("toolchain"):      # other code: its cycles and sizes would mix
+        raise RunError(f"cannot resume {run_dir.name}: it ran firmware built by {old.get('toolchain')}, this run "
+                       f"has {meta.get('toolchain')}: pass the --toolchain and --opt the run started with")
     lock = RunLock(run_dir)          # before rows.csv is read or cut: the only writer from here on
     try:
         return _reopen(run_dir, old, meta, n, lock)

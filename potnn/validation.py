@@ -6,6 +6,11 @@ figures and its refusal — one message listing every exceeded budget — are ex
 
 * RAM is exact: the activation arena is planned from the program's tensor shapes and lifetimes,
   which training does not change.
+* With a board budget (Config.for_board), potnn_predict's stack is measured as export measures it (the
+  board's compilers, the fit ladder's smaller stack copies) on the dense model, and a stack that tips
+  RAM over the budget warns at once. Only a warning: patch copies are fixed by the layer shapes, but
+  the partial sums unrolled code spills shrink with every zero weight, so the trained model may need
+  far less (mnist16-fast: 2,088 bytes dense, 424 trained and pruned, with zig).
 * Flash is the *dense* figure: every weight of the copy is set to a nonzero level (spread over the
   encoding's levels, as trained weights are), since in unrolled code a zero weight costs nothing and
   the untrained model's zeros say nothing about the trained one's. Pruning (`potnn.train(sparsity=)`)
@@ -24,11 +29,13 @@ import torch
 import torch.nn as nn
 
 from .codegen.budget import ExportError, FlashNeed, RamNeed, check_budgets, firmware_buffers
-from .codegen.header import ExportReport, render
+from .codegen.compiled import NoCompiler
+from .codegen.header import ExportReport, ram_need, render
 from .config import Config
 from .encoding import dense_levels
 from .layers import PoTLayer, QuantModule
 from .lower import lower
+from .program import IntProgram
 
 _NO_LIMIT = 1 << 40
 
@@ -56,10 +63,10 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
 
     `model` must already be captured and wired for `config` (it is not changed: a copy is measured).
     RAM is exact for the buffers (the lowered program's arena and logits, and with a board budget the
-    firmware's input and logit buffers); flash is export's estimate of the dense model (every weight
-    nonzero). What depends on the trained weights' code, potnn_predict's stack and the compiled size,
-    is measured by export. With `pruning`, a dense flash figure over budget only warns: the pruned
-    weights will cost nothing. Returns export's report of the dense model.
+    firmware's input and logit buffers); with a board budget, a measured stack of the dense model that
+    tips it over warns (see the module's docstring). Flash is export's estimate of the dense model (every
+    weight nonzero): export measures the trained code. With `pruning`, a dense flash figure over budget
+    only warns: the pruned weights will cost nothing. Returns export's report of the dense model.
     """
     probe = copy.deepcopy(model).cpu()
     _densify(probe)
@@ -73,6 +80,8 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
     flash = FlashNeed(report.flash_estimate, report.weight_bytes)   # an estimate: export measures the trained code
     buffers = firmware_buffers(program) if config.board is not None else 0
     ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)
+    if config.board is not None and ram.total <= config.ram:
+        _warn_of_the_stack(program, config)
     if pruning and ram.total <= config.ram and flash.total > config.flash:
         warnings.warn(f"the dense model needs {flash.describe()}, over Config.flash {config.flash}; training "
                       "continues because pruning is configured and zero weights cost no flash, but the export "
@@ -80,6 +89,20 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
         return report
     check_budgets(config, ram, flash)
     return report
+
+
+def _warn_of_the_stack(program: IntProgram, config: Config) -> None:
+    """Warn when potnn_predict's stack, as export measures it for the board on this dense model, puts the
+    RAM need over Config.ram (nothing to say when no compiler is here)."""
+    try:
+        need = ram_need(program, config)
+    except NoCompiler:
+        return
+    if need.total > config.ram:
+        warnings.warn(f"the dense model needs {need.describe()}, over Config.ram {config.ram}; the trained model's "
+                      "zero weights shrink the stack of unrolled layers, but if they do not save the difference the "
+                      "export will refuse it: consider fewer channels, pooling earlier, or a packed encoding",
+                      stacklevel=4)
 
 
 _GRID_TOLERANCE = 0.05  # of one pixel step: float32 normalisation is exact to ~1e-4 of a step

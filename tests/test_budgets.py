@@ -17,7 +17,9 @@ import potnn
 from bench.board import REPO_ROOT, load_board
 from bench.build import build
 from bench.toolchain import ToolchainError, find_toolchain
-from budget_models import patch_net
+import torch
+
+from budget_models import PatchNet, for_board, patch_net
 from firmware_models import export_tiny, synthetic_header
 from potnn.boards import BOARDS_DIR, load_board_facts
 from potnn.codegen.budget import ALONE
@@ -62,6 +64,16 @@ def test_a_refusal_names_ram_and_flash_together(tmp_path: Path) -> None:
     assert "bytes of flash (weights" in text and "but Config.flash is 1000" in text
     assert ALONE in text and "\n" not in text
     assert not (tmp_path / "model.h").exists()
+
+
+def test_the_dry_run_warns_of_the_stack_before_training() -> None:
+    """The same model as below, untrained: its buffers fit the board, its stack does not, and calibrate (the
+    first step of training) says so at once instead of export after every epoch."""
+    config = for_board(patch_net(channels=3, side=16).config, "ch32v003")
+    x = (torch.rand(4, 3, 16, 16) - 0.5) / 0.25
+    with pytest.warns(UserWarning, match=r"the firmware's input and logit buffers 808 \+ potnn_predict's stack "
+                                         rf"\d+ \((gnu|zig)\)\), over Config.ram {config.ram}"):
+        potnn.calibrate(PatchNet(3, 16), [(x,)], config)
 
 
 def test_a_board_refusal_counts_the_firmware_buffers_and_the_stack(tmp_path: Path) -> None:

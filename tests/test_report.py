@@ -22,11 +22,11 @@ PNG_SIG = b"\x89PNG\r\n\x1a\n"
 def make_run(base: Path, *, n: int = 40, wrong: int = 2, mismatch: int = 0, cycles: int = 480_000,
              flash: int = 12_000, finished: str = "2024-01-01T00:00:00Z", board: str = "ch32v003",
              model: str = "fc", backend: str = "unicorn", commit: str = "c0", complete: bool = True,
-             seed: int = 0) -> Path:
+             seed: int = 0, toolchain: str = "zig cc 0.17.1 -Os") -> Path:
     rng = np.random.default_rng(seed)
     meta = dict(run_id=f"{finished.replace('-', '').replace(':', '')[:15]}Z-{board}-{model}-{rng.integers(1 << 24):06x}",
                 board=board, model=model, model_hash="h", backend=backend, n=n, flash_bytes=flash,
-                ram_bytes=900, stack_bytes=300, toolchain="zig cc", git_commit=commit,
+                ram_bytes=900, stack_bytes=300, toolchain=toolchain, git_commit=commit,
                 started=finished, flash_budget=16384, ram_budget=2048, clock_hz=48_000_000)
     d = R.create_run(base, meta)
     with R.RowWriter(d / R.ROWS_CSV, K) as w:
@@ -121,8 +121,11 @@ def test_only_comparable_runs_are_compared_and_improvements_pass(tmp_path: Path)
     make_run(tmp_path, n=20, wrong=5, finished="2024-01-02T00:00:00Z")          # other n
     make_run(tmp_path, n=40, wrong=5, backend="renode", finished="2024-01-03T00:00:00Z")  # other backend
     make_run(tmp_path, n=40, wrong=0, cycles=400_000, finished="2024-01-04T00:00:00Z")  # faster: fine
+    make_run(tmp_path, n=40, wrong=5, cycles=900_000, toolchain="riscv64-unknown-elf-gcc 12.2.0 -Os",
+             finished="2024-01-05T00:00:00Z")                                           # other toolchain
     r = rep.make_report(tmp_path)
     assert r.regressions == []
+    assert "ch32v003 / fc / unicorn / riscv64-unknown-elf-gcc -Os" in r.markdown.read_text()
     assert "cycles/inference" in r.html.read_text()
 
 

@@ -164,6 +164,8 @@ def test_every_partial_state_is_recovered_by_resume(tmp_path: Path, state: str, 
         rows.unlink()
     else:
         R.write_failures(run_dir, [], np.zeros((0, 1, 2, 2), np.uint8))
+    partial = R.load_run(run_dir)       # what a report reads meanwhile: an incomplete run, not a damaged one
+    assert not partial.complete and len(partial.rows) == kept
     found, indices = _resume_and_finish(tmp_path, run_dir.name)
     assert found == kept
     assert indices == list(range(N))

@@ -116,6 +116,8 @@ def test_resume_refuses_another_model_or_a_finished_run(tmp_path: Path, data) ->
         plan_run(tmp_path, other, N, plan.run_dir.name)
     with pytest.raises(RunError, match="nothing to resume"):
         plan_run(tmp_path, other, N, "latest")
+    with pytest.raises(RunError, match="firmware built by t, this run has zig cc 0.17.1 -Os: pass the --toolchain"):
+        plan_run(tmp_path, dict(META, toolchain="zig cc 0.17.1 -Os"), N, plan.run_dir.name)
     plan2, _ = _go(tmp_path, images, labels, None, FakeBoard(images, logits), resume=plan.run_dir)
     finish_run(plan2, images)
     with pytest.raises(RunError, match="already complete"):

@@ -195,6 +195,18 @@ def test_bad_npz_is_one_line(five: UserModel, tmp_path: Path, arrays: dict[str, 
     assert message in _refused(r, tmp_path / "r")
 
 
+def test_a_npy_for_data_or_the_bundle_for_the_header_is_one_line(five: UserModel, tmp_path: Path) -> None:
+    np.save(tmp_path / "test.npy", np.zeros((4, 1, 8, 8), np.uint8))
+    line = _refused(_bench("run", "--board", "ch32v003", "--header", str(five.header), "--data",
+                           str(tmp_path / "test.npy"), "--results", str(tmp_path / "r")), tmp_path / "r")
+    assert line == ("potnn-bench: error: test.npy is not a .npz (an archive of named arrays): write it with "
+                    "np.savez('test.npz', x=inputs_uint8, y=labels)")
+    bundle = five.header.with_suffix(".potnn")
+    line = _refused(_bench("run", "--board", "ch32v003", "--header", str(bundle), "--data", str(five.data),
+                           "--results", str(tmp_path / "r")), tmp_path / "r")
+    assert line == f"potnn-bench: error: model.potnn is the bundle: pass the header beside it, --header {five.header}"
+
+
 def test_no_data_and_no_dataset_in_the_manifest_says_to_pass_data(five: UserModel, tmp_path: Path) -> None:
     line = _refused(_bench("run", "--board", "ch32v003", "--header", str(five.header),
                            "--results", str(tmp_path / "r")), tmp_path / "r")

@@ -102,5 +102,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"report: {res.html} and {res.markdown} ({res.runs} run(s)"
           + (f", {len(res.damaged)} damaged" if res.damaged else "") + ")")
     for f in res.regressions:
-        print(f"REGRESSION {group_label(f.group[:3])} n={f.group[3]}: {f.message} (run {f.run_id} vs {f.previous_id})")
+        print(f"REGRESSION {group_label(f.group)} n={f.group[4]}: {f.message} (run {f.run_id} vs {f.previous_id})")
     return 2 if res.damaged else 1 if res.regressions else 0

@@ -77,11 +77,11 @@ def build_sections(runs: list[RunRecord], th: Thresholds,
                              f"size +{th.size_increase_bytes} B, mismatches "
                              f"{'allowed' if th.allow_mismatches else 'not allowed'}."],
                             [(["status", "group", "metric", "change", "run", "previous"],
-                              [["REGRESSION" if f.regression else "ok", group_label(f.group[:3]), f.metric, f.message,
+                              [["REGRESSION" if f.regression else "ok", group_label(f.group), f.metric, f.message,
                                 f.run_id, f.previous_id or "-"] for f in latest_f])], []))
 
     if seqs:
-        hist_rows = [[group_label(k[:3]), str(r.info.get("n")), str(r.info.get("finished"))[:19],
+        hist_rows = [[group_label(k), str(r.info.get("n")), str(r.info.get("finished"))[:19],
                       str(r.info.get("git_commit") or "-")[:10], _fmt(r.info.get("accuracy"), "pct"),
                       _fmt(r.info.get("mismatches")), _fmt(r.info.get("cycles_mean"), "int"),
                       _fmt(r.info.get("flash_bytes"), "int"), r.run_id]
@@ -101,7 +101,7 @@ def build_sections(runs: list[RunRecord], th: Thresholds,
         secs.append(Section("Flash and RAM against the board budget",
                             ["RAM = static data (.data + .bss) plus the measured or estimated stack."],
                             [], [("sizes", plot_sizes(latest_runs))]))
-        unlabeled = [group_label(group_key(r)[:3]) for r in latest_runs if not labeled(r)]
+        unlabeled = [group_label(group_key(r)) for r in latest_runs if not labeled(r)]
         secs.append(Section("Confusion matrices",
                             ["Newest run of each group with labelled data; rows: true class."]
                             + ([f"No labels, so agreement with potnn.simulate only: {', '.join(unlabeled)}."]
@@ -116,7 +116,7 @@ def build_sections(runs: list[RunRecord], th: Thresholds,
             if png is not None:
                 fail_imgs.append((f"failures_{i}", png))
             missing = [int(x) for x in bad["index"] if int(x) not in r.failures]
-            fail_text.append(f"{group_label(group_key(r)[:3])}: {len(bad)} input(s) wrong or mismatching"
+            fail_text.append(f"{group_label(group_key(r))}: {len(bad)} input(s) wrong or mismatching"
                              + (f"; showing {min(len(bad), MAX_FAILURE_IMAGES)}" if png is not None else "")
                              + (f"; no input stored for {len(missing)}" if missing else ""))
         secs.append(Section("Inputs the board got wrong or that mismatched the reference",
@@ -124,8 +124,9 @@ def build_sections(runs: list[RunRecord], th: Thresholds,
 
     incomplete = [r for r in runs if not r.complete]
     if incomplete:
-        secs.append(Section("Incomplete runs", ["Interrupted runs; continue one with "
-                                                "`potnn-bench run --board B --resume RUN_ID`."],
+        secs.append(Section("Incomplete runs", ["Interrupted runs; continue one with the command it started "
+                                                "with (the same --header or --model, --data and --toolchain) "
+                                                "and `--resume RUN_ID`."],
                             [(["run", "board", "model", "rows", "planned", "started"],
                               [[r.run_id, str(r.meta.get("board")), str(r.meta.get("model")), str(len(r.rows)),
                                 str(r.meta.get("n")), str(r.meta.get("started"))] for r in incomplete])], []))
@@ -150,7 +151,7 @@ def _layer_sections(latest: list[RunRecord]) -> list[Section]:
         for row in r.info.get("layers") or []:
             kind = " ".join(v for v in (row.get("kind"), row.get("encoding")) if v)
             share = "-" if row.get("share") is None else f"{100 * float(row['share']):.1f} %"
-            rows.append([group_label(group_key(r)[:3]), str(row["name"]), kind,
+            rows.append([group_label(group_key(r)), str(row["name"]), kind,
                          _fmt(row.get("instructions_mean"), "int"), _fmt(row.get("cycles_mean"), "int"), share,
                          _fmt(row.get("stack_bytes"), "int")])
     return [Section("Cycles per layer", ["Means per inference on the unicorn emulator: each layer's own code and the "

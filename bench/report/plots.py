@@ -38,7 +38,7 @@ def _png(fig: Any) -> bytes:
 def plot_accuracy(latest: list[RunRecord]) -> bytes:
     fig = _figure(max(5.0, 0.9 * len(latest) + 2), 3.6)
     ax = fig.add_subplot()
-    names = [group_label(group_key(r)[:3]) + f"\nn={r.info['n']}" for r in latest]
+    names = [group_label(group_key(r)) + f"\nn={r.info['n']}" for r in latest]
     acc = [100 * r.info["accuracy"] if r.info.get("accuracy") is not None else np.nan for r in latest]
     ref = [100 * r.info["ref_accuracy"] if r.info.get("ref_accuracy") is not None else np.nan for r in latest]
     x = np.arange(len(latest))
@@ -70,8 +70,8 @@ def plot_trend(seqs: dict[GroupKey, list[RunRecord]]) -> bytes:
             continue
         x = [pos[r.run_id] for r in seq]
         accuracy = [100 * r.info["accuracy"] if r.info.get("accuracy") is not None else np.nan for r in seq]
-        ax1.plot(x, accuracy, marker="o", label=group_label(key[:3]))
-        ax2.plot(x, [r.info.get("cycles_mean") or np.nan for r in seq], marker="o", label=group_label(key[:3]))
+        ax1.plot(x, accuracy, marker="o", label=group_label(key))
+        ax2.plot(x, [r.info.get("cycles_mean") or np.nan for r in seq], marker="o", label=group_label(key))
     step = max(1, len(everything) // 12)
     ticks = list(range(0, len(everything), step))
     labels = [f"{str(everything[i].info.get('finished', ''))[:10]}\n"
@@ -100,7 +100,7 @@ def plot_cycles(latest: list[RunRecord]) -> bytes:
             ax.hist(c, bins=min(50, max(5, len(np.unique(c)))), color="#4c72b0")
             ax.ticklabel_format(axis="x", style="plain", useOffset=False)
             ax.tick_params(axis="x", labelsize=7, labelrotation=20)
-        ax.set_title(group_label(group_key(r)[:3]), fontsize=8)
+        ax.set_title(group_label(group_key(r)), fontsize=8)
         ax.set_xlabel("cycles per inference", fontsize=8)
         if i % cols == 0:
             ax.set_ylabel("inputs", fontsize=8)
@@ -111,7 +111,7 @@ def plot_cycles(latest: list[RunRecord]) -> bytes:
 def plot_sizes(latest: list[RunRecord]) -> bytes:
     fig = _figure(8, 0.5 * len(latest) * 2 + 2)
     axes = fig.subplots(1, 2)
-    names = [group_label(group_key(r)[:3]) for r in latest]
+    names = [group_label(group_key(r)) for r in latest]
     for ax, used_key, budget_key, title in ((axes[0], "flash_bytes", "flash_budget", "Flash"),
                                             (axes[1], "ram_bytes", "ram_budget", "RAM (static + stack)")):
         used = [float(r.info.get(used_key) or 0) for r in latest]
@@ -182,7 +182,7 @@ def plot_confusion(run: RunRecord) -> bytes:
     ax.set_yticks(range(k), names, fontsize=size)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Confusion: {group_label(group_key(run)[:3])}", fontsize=9)
+    ax.set_title(f"Confusion: {group_label(group_key(run))}", fontsize=9)
     return _png(fig)
 
 
@@ -230,7 +230,7 @@ def plot_failures(run: RunRecord) -> bytes | None:
         truth = "" if np.isnan(label) else f" y {names[int(label)]}"      # NaN: the data has no labels
         ax.set_title(f"#{idx}{truth} p {names[pred]}" + (f" r {names[ref]}" if mism else ""), fontsize=6,
                      color="#dd8452" if mism else "#c44e52")
-    fig.suptitle(f"Wrong (red) or mismatching the reference (orange): {group_label(group_key(run)[:3])}",
+    fig.suptitle(f"Wrong (red) or mismatching the reference (orange): {group_label(group_key(run))}",
                  fontsize=8)
     return _png(fig)
 
@@ -262,7 +262,7 @@ def plot_layers(latest: list[RunRecord]) -> bytes | None:
                         color="white")
             left += share
         ax.text(101, y, f"{total:,.0f} cycles", va="center", fontsize=7)
-    ax.set_yticks(range(len(runs)), [group_label(group_key(r)[:3]) for r in runs], fontsize=7)
+    ax.set_yticks(range(len(runs)), [group_label(group_key(r)) for r in runs], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 118)
     ax.set_xticks(range(0, 101, 20))

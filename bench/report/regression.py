@@ -1,7 +1,7 @@
 """The regression gate: which runs are comparable, and when the newest is worse than the one before.
 
-Runs are *comparable* when board, model, backend, number of inputs and data (``data_sha256``)
-are equal. The newest
+Runs are *comparable* when board, model, backend, toolchain (compiler and optimisation), number of
+inputs and data (``data_sha256``) are equal. The newest
 complete run of each such group is compared with the one before it; accuracy down, mean cycles
 up, flash/RAM/stack bytes up (each beyond its threshold), or any logit mismatch with the
 reference, is a regression. Older pairs are shown in the report but do not fail it (a
@@ -27,8 +27,8 @@ class Thresholds:
     allow_mismatches: bool = False
 
 
-#: (board, model, backend, n, data_sha256): what must be equal for two runs to be compared.
-GroupKey = tuple[str, str, str, int, str]
+#: (board, model, backend, toolchain, n, data_sha256): what must be equal for two runs to be compared.
+GroupKey = tuple[str, str, str, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,16 @@ class Finding:
 
 def group_key(run: RunRecord) -> GroupKey:
     s = run.info
-    return (str(s.get("board")), str(s.get("model")), str(s.get("backend")), int(s.get("n") or 0),
-            str(s.get("data_sha256") or ""))
+    return (str(s.get("board")), str(s.get("model")), str(s.get("backend")), str(s.get("toolchain") or ""),
+            int(s.get("n") or 0), str(s.get("data_sha256") or ""))
 
 
-def group_label(key: tuple[Any, ...]) -> str:
-    """``board / model / backend``: how tables, plots and the console name a group."""
-    return " / ".join(str(k) for k in key)
+def group_label(key: GroupKey) -> str:
+    """``board / model / backend / compiler -O``: how tables, plots and the console name a group
+    (``zig cc 0.17.1 -Os`` shows as ``zig -Os``)."""
+    words = key[3].split()
+    toolchain = f"{words[0]} {words[-1]}" if len(words) > 1 else key[3]
+    return " / ".join(str(k) for k in (*key[:3], *([toolchain] if toolchain else [])))
 
 
 def run_order(run: RunRecord) -> tuple[str, str]:

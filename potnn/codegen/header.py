@@ -121,24 +121,40 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
     check_accumulators(program)
     prog = _Program(program)
     plan = prog.plan
+    text, em, ram_need, flash_need, compiled = _fit(prog, config, target, compile_plain)
+    check_budgets(config, ram_need, flash_need)
+    return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
+                              em.flash_bytes(), plan.arena_bytes,
+                              stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
+                              flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with)
+
+
+def _fit(prog: _Program, config: Config, target: Target, compile_plain: bool
+         ) -> tuple[str, Emitter, RamNeed, FlashNeed, dict[str, Compiled] | None]:
+    """The first form of the fit ladder whose flash and RAM fit (else the last one tried), its header and
+    needs; `render` says why this order."""
+    program, arena = prog.p, prog.plan.arena_bytes
     for choice in fit_ladder(program, target):
         em = prog.emit(target, choice)
         if em.flash_bytes() > config.flash:
             continue
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, compile_plain)
+        ram_need, flash_need, compiled = _needs(text, program, config, arena, em, compile_plain)
         # RAM only sends the search on to the same form with the row kernel's smaller stack copies
         if flash_need.total <= config.flash and (ram_need.total <= config.ram
                                                  or choice.row_stack <= target.packed_patch_limit):
             break
     else:  # over the flash budget in every form: the refusal gives the last, smallest one
         text = _text(prog, em)
-        ram_need, flash_need, compiled = _needs(text, program, config, plan.arena_bytes, em, compile_plain)
-    check_budgets(config, ram_need, flash_need)
-    return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
-                              em.flash_bytes(), plan.arena_bytes,
-                              stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
-                              flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with)
+        ram_need, flash_need, compiled = _needs(text, program, config, arena, em, compile_plain)
+    return text, em, ram_need, flash_need, compiled
+
+
+def ram_need(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> RamNeed:
+    """The RAM export would check against Config.ram for `program`, flash aside: with a board budget,
+    potnn_predict's stack as the board's compilers build the form export would pick."""
+    unlimited_flash = dataclasses.replace(config, flash=1 << 40)
+    return _fit(_Program(program), unlimited_flash, target, True)[2]
 
 
 def checked_flash(program: IntProgram, config: Config, target: Target = RV32EC_GCC) -> int:
