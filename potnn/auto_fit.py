@@ -71,15 +71,17 @@ SPARSITIES: tuple[float, ...] = (0.25, 0.5, 0.75)
 """Fractions of zero weights per filter tried on a layer when pruning is allowed (`sparsity="auto"`)."""
 
 INSTRUCTIONS_PER_MAC: dict[str, float] = {"unroll": 2.4, "fp130": 9.4, "5level": 14.8, "2bit": 9.6,
-                                          "ternary": 13.1}
-"""Executed instructions per multiply-accumulate (per *nonzero* one for unroll), stores included, measured
-by the kernel benchmark (tests/benchmarks/test_kernel_speed.py: CH32V003, GCC 12.2 -Os, Unicorn, dense
-calibrated weights); the larger of its conv and linear figures: unroll 2.38/1.89, fp130 9.35/8.66,
-5level 14.80/13.86, 2bit 9.57/8.70, ternary 13.07/12.28. The packed kernels decode every weight, zero or not."""
+                                          "ternary": 13.1, "indexed": 8.4}
+"""Executed instructions per multiply-accumulate (per *nonzero* one for unroll and indexed), stores included,
+measured by the kernel benchmark (tests/benchmarks/test_kernel_speed.py: CH32V003, GCC 12.2 -Os, Unicorn,
+dense calibrated weights); the larger of its conv and linear figures: unroll 2.38/1.89, fp130 9.35/8.66,
+5level 14.80/13.86, 2bit 9.57/8.70, ternary 13.07/12.28, indexed 8.40/6.99. The other packed kernels decode
+every weight, zero or not."""
 
-ROW_INSTRUCTIONS_PER_MAC: dict[str, float] = {"fp130": 5.7}
+ROW_INSTRUCTIONS_PER_MAC: dict[str, float] = {"fp130": 5.7, "indexed": 4.2}
 """The same for convs the encoding's row kernel writes (potnn.codegen.row_conv; the receptive-field copy on
-the stack, as auto fit assumes), from the same benchmark: fp130 5.62 and 5.40 (mnist16-accurate's convs)."""
+the stack, as auto fit assumes), from the same benchmark: fp130 5.62 and 5.40 (mnist16-accurate's convs),
+indexed 4.21 (ccl-pool/conv2-indexed)."""
 
 ELEMENTWISE_INSTRUCTIONS = 4.0
 """Instructions per input element of a max-pool, global pooling, ReLU or add that is not fused."""
@@ -154,7 +156,7 @@ def _macs(op: IntOp) -> int:
 
 
 def _instructions(op: IntOp, encoding: str, sparsity: float, target: Target) -> int:
-    density = 1.0 - sparsity if encoding == "unroll" else 1.0
+    density = 1.0 - sparsity if get_encoding(encoding).free_zeros else 1.0
     per_mac = INSTRUCTIONS_PER_MAC[encoding]
     if 0 < RowPackedConv.scratch_bytes(dataclasses.replace(op, encoding=encoding)) <= target.packed_patch_limit:
         per_mac = ROW_INSTRUCTIONS_PER_MAC[encoding]

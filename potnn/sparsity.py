@@ -45,7 +45,7 @@ class Pruner:
             encoding = layer.encoding or config.encoding_for(path)
             if not get_encoding(encoding).has_zero:
                 raise ValueError(f"sparsity: {path!r} is encoded {encoding!r}, which has no zero weight; "
-                                 "use unroll, 5level or ternary for a pruned layer")
+                                 "use unroll or indexed (or 5level, ternary) for a pruned layer")
             self.layers[path] = layer
             self.targets[path] = float(fraction)
         self.masks: dict[str, torch.Tensor] = {}

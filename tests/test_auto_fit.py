@@ -105,3 +105,15 @@ def test_bad_arguments_are_refused_before_training(kwargs: dict, message: str) -
     config = potnn.Config(mean=MEAN, std=STD)
     with pytest.raises(ValueError, match=message):
         potnn.train(_net(), TRAIN, TEST, config, log=pytest.fail, **kwargs)
+
+
+def test_prunes_indexed_layers_where_fp130_is_too_slow(tmp_path: Path) -> None:
+    """indexed skips zero weights, so pruned it is faster than fp130: an instruction budget below the packed
+    fp130 model's is met by indexed layers with zeros (auto fit's cost counts only their non-zero weights)."""
+    packed = _train(16384, encodings=["fp130"]).potnn_fit
+    budget = packed.instructions * 3 // 4
+    model = _train(16384, encodings=["fp130", "indexed"], sparsity="auto", max_instructions=budget)
+    fit = model.potnn_fit
+    assert fit.instructions <= budget and "indexed" in fit.encodings.values()
+    assert all(fit.encodings[layer] == "indexed" for layer in fit.sparsity)
+    _export_equals_simulate(model, tmp_path)

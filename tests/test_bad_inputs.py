@@ -102,7 +102,7 @@ def test_unknown_encoding_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError) as e:
         potnn.Config(**CONFIG, layer_encodings={"fc": "4bit"})
     msg = _one_line(e.value, "unknown encoding")
-    assert msg == "unknown weight encoding '4bit'; valid encodings: unroll, fp130, 5level, 2bit, ternary"
+    assert msg == "unknown weight encoding '4bit'; valid encodings: unroll, fp130, 5level, 2bit, ternary, indexed"
 
 
 # ----------------------------------------------------------------------------- 4. over budget

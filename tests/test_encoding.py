@@ -23,7 +23,7 @@ from potnn.encoding import (
     unpack,
 )
 
-PACKED = ("fp130", "5level", "2bit", "ternary")
+PACKED = ("fp130", "5level", "2bit", "ternary", "indexed")
 
 
 def _random_legal(name: str, rng: np.random.Generator, n_filters: int, length: int) -> np.ndarray:
@@ -45,20 +45,21 @@ def _legalize_5level_by_loop(q: np.ndarray) -> np.ndarray:
 
 
 def test_table() -> None:
-    assert ENCODINGS == ("unroll", "fp130", "5level", "2bit", "ternary")
+    assert ENCODINGS == ("unroll", "fp130", "5level", "2bit", "ternary", "indexed")
     expected = {
         "unroll": (tuple(sorted([0] + [s * (1 << e) for e in range(8) for s in (1, -1)])), True, 7, False),
         "fp130": (tuple(sorted(s * (1 << e) for e in range(8) for s in (1, -1))), False, 7, True),
         "5level": ((-8, -1, 0, 1, 8), True, 3, True),
         "2bit": ((-2, -1, 1, 2), False, 1, True),
         "ternary": ((-1, 0, 1), True, 0, True),
+        "indexed": (tuple(sorted([0] + [s * (1 << e) for e in range(8) for s in (1, -1)])), True, 7, True),
     }
     for name, (levels, has_zero, max_shift, packed) in expected.items():
         enc = get_encoding(name)
         assert (enc.name, enc.levels, enc.has_zero, enc.max_shift, enc.packed) == (
             name, levels, has_zero, max_shift, packed,
         )
-    assert [get_encoding(n).unit_bytes for n in PACKED] == [1, 1, 4, 1]
+    assert [get_encoding(n).unit_bytes for n in PACKED] == [1, 1, 4, 1, 1]
 
 
 def test_unknown_encoding_lists_names() -> None:
@@ -116,6 +117,30 @@ def test_hand_computed_fp130() -> None:
     assert pack("fp130", np.array([[1, -128]])) == b"\xf0"
     # -1 -> 0x8, 2 -> 0x1, 4 -> 0x2, then a zero pad nibble; two filters stay byte aligned.
     assert pack("fp130", np.array([[-1, 2, 4], [64, -4, 1]])) == bytes([0x18, 0x02, 0xA6, 0x00])
+
+
+def test_hand_computed_indexed() -> None:
+    """Header levels << 3 | low, then per exponent (high first) the steps to positive, 0, to negative, 0."""
+    q = np.array([[0, 4, -1, 0, 4, 0], [0, 0, 0, 0, 0, 0]])
+    assert pack("indexed", q) == bytes([3 << 3 | 0, 2, 3, 0, 0, 0, 0, 0, 3, 0]) + bytes([0])
+    np.testing.assert_array_equal(unpack("indexed", pack("indexed", q), 2, 6), q)
+    places = np.array([0, 1, 2, 6, 7, 8])  # the row kernel's layout: rows of 6, 3 taps each
+    assert pack("indexed", q, places) == bytes([3 << 3, 2, 6, 0, 0, 0, 0, 0, 3, 0, 0])
+
+
+def test_indexed_bridges_steps_over_255() -> None:
+    """A step of more than 255 goes through a place listed as both +w and -w (no effect on the sum)."""
+    q = np.zeros((1, 1000), dtype=np.int64)
+    q[0, 999] = -4
+    data = pack("indexed", q)
+    assert data == bytes([1 << 3 | 2, 255, 255, 255, 0, 255, 255, 255, 235, 0])
+    np.testing.assert_array_equal(unpack("indexed", data, 1, 1000), q)
+    crowded = np.zeros((1, 600), dtype=np.int64)
+    crowded[0, 1:256], crowded[0, 300] = -1, 1
+    with pytest.raises(ValueError, match="use fp130"):
+        pack("indexed", crowded)
+    with pytest.raises(ValueError, match="packing order"):
+        pack("fp130", np.ones((1, 1000), dtype=np.int64), np.arange(1000))
 
 
 def test_hand_computed_5level() -> None:
@@ -248,6 +273,7 @@ def test_kernel_terms_follow_the_streams() -> None:
     assert get_encoding("5level").kernel_terms(np.array([0, -8, 0, 0, 1, 0])) == (2, 1)  # trailing entry not walked
     assert get_encoding("fp130").kernel_terms(np.array([1, -2, -128])) == (3, 2)
     assert get_encoding("2bit").kernel_terms(np.array([2, 1])) == (2, 0)
+    assert get_encoding("indexed").kernel_terms(np.array([0, -8, 0, 1])) == (2, 0)
 
 
 _TEMPLATES = sorted(Path(potnn.encoding.__file__).parent.glob("kernels/*.c")) + \

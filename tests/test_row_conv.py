@@ -59,6 +59,10 @@ SHAPES = [
     Shape("odd weight rows: one-output kernel", c_mid=3, row_kernel=False),
     Shape("6 columns: one-output kernel", size=6, row_kernel=False),
     Shape("2bit (no row kernel)", encoding="2bit", row_kernel=False),
+    Shape("indexed, pool 2, per-channel shifts", pool=2, per_channel=True, encoding="indexed"),
+    Shape("indexed, odd weight rows", c_mid=3, encoding="indexed"),
+    Shape("indexed, signed input", relu=False, pool=2, encoding="indexed"),
+    Shape("indexed, 6 columns: one-output kernel", size=6, encoding="indexed", row_kernel=False),
 ]
 
 
@@ -111,12 +115,13 @@ def test_row_kernel_equals_simulate(shape: Shape, tmp_path: Path) -> None:
     model = TwoConvs(shape).eval()
     config = potnn.Config(flash=10**6, ram=10**6, mean=0.3, std=0.3, input_h=shape.size, input_w=shape.size,
                           input_channels=shape.c_in, per_channel=shape.per_channel,
-                          layer_encodings={"conv0": "unroll", "conv1": shape.encoding, "head": "fp130"})
+                          layer_encodings={"conv0": "unroll", "conv1": shape.encoding,
+                                           "head": "indexed" if shape.encoding == "indexed" else "fp130"})
     images = _images(np.random.default_rng(3), (shape.c_in, shape.size, shape.size))
     text = _export(model, config, images, tmp_path / "m.h")
     assert ("potnn_row4_" in text) == shape.row_kernel
     if not shape.relu:
-        assert "potnn_row4_fp130_s8(" in text
+        assert f"potnn_row4_{shape.encoding}_s8(" in text
     _check_exact(model, tmp_path / "m.h", images)
     if shape.row_kernel:
         for board in ("ch32v003", "py32f003"):  # raises on a multiply in the assembly
@@ -257,3 +262,28 @@ def test_stack_copy_gives_way_when_ram_is_short(tmp_path: Path) -> None:
     assert tight.stack_bytes is not None and tight.stack_bytes < report.stack_bytes
     _check_exact(model, tmp_path / "tight.h", images)
     _check_exact(model, tmp_path / "roomy.h", images)
+
+
+def test_indexed_sparse_filters_with_long_steps(tmp_path: Path) -> None:
+    """indexed with most weights pruned: the 24-channel conv's positions in the 432-byte copy and the head's
+    steps pass 255 (bridged in the stream), zero weights take no bytes; equal to simulate on the host and in
+    the bench firmware on the emulated CH32V003."""
+    torch.manual_seed(8)
+    model = Digits().eval()
+    with torch.no_grad():
+        for layer, keep in ((model.conv1, 0.1), (model.head, 0.05)):
+            layer.weight.mul_((torch.rand_like(layer.weight) < keep).float())
+    images = _images(np.random.default_rng(8), (1, 8, 8), n=48)
+    config = potnn.Config(flash=10**6, ram=10**6, mean=0.3, std=0.3, input_h=8, input_w=8,
+                          layer_encodings={"conv1": "indexed", "head": "indexed"})
+    text = _export(model, config, images, tmp_path / "m.h")
+    assert "potnn_row4_indexed_u8(" in text and "potnn_dot_indexed_u8(" in text
+    fp130_bytes = (model.conv1.weight.numel() + model.head.weight.numel()) // 2
+    assert potnn.export(model, tmp_path / "m.h", config).weight_bytes < fp130_bytes / 2
+    _check_exact(model, tmp_path / "m.h", images)
+    reference = potnn.simulate(model, images[:6])
+    result = build("ch32v003", tmp_path / "m.h", tmp_path / "fw")
+    with launch("ch32v003", result.elf) as emu:
+        client = BenchClient(emu.open_serial(timeout=5), timeout=5, infer_timeout=30)
+        for image, ref in zip(images, reference):
+            assert list(client.infer(image.tobytes()).logits) == ref.tolist()

@@ -79,7 +79,8 @@ def fit_ladder(program: IntProgram, target: Target) -> Iterator[FitChoice]:
 ALONE = ("Config(flash=, ram=) budgets the model alone (its flash as the largest that GCC or zig makes of it for "
          "RV32EC or Cortex-M0+); use Config.for_board(...) to budget it with the bench firmware and the stack")
 RAM_ADVICE = "use fewer channels or pool earlier"
-FLASH_ADVICE = "use a packed encoding (fp130, 5level, 2bit, ternary) for the large layers, or fewer channels"
+FLASH_ADVICE = ("use a packed encoding (fp130, 5level, 2bit, ternary; indexed for a pruned layer) for the large layers, "
+                "or fewer channels")
 
 
 def firmware_buffers(program: IntProgram) -> int:

@@ -1,9 +1,10 @@
-"""Layers with packed weights (fp130, 5level, 2bit, ternary): tables of the encoding's stream.
+"""Layers with packed weights (fp130, 5level, 2bit, ternary, indexed): tables of the encoding's stream.
 
 A linear layer calls the encoding's dot-product kernel once per output. A conv copies its receptive
 field in packing order once per position (zeros in the padding) and calls the kernel per filter, as a
 linear layer does. A receptive field too big for the stack is decoded weight by weight from the stream
-at every position instead (StreamingPackedConv: slow, but no buffer).
+at every position instead (StreamingPackedConv: slow, but no buffer); `indexed` lists positions and has
+no weight-by-weight decoder, so its convs keep the copy at any size and the budget check weighs the stack.
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ class _Stream:
 class PackedLayer(OpEmitter):
     """What the packed emitters share: the stream, its tables, the requantising store."""
 
+    @property
+    def places(self) -> np.ndarray | None:
+        """Where the kernel reads each weight's input, for an encoding that stores positions (None: at the
+        weight's index in packing order)."""
+        return None
+
     @cached_property
     def stream(self) -> _Stream:
         assert self.op.weight is not None
         q = self.op.weight.reshape(self.op.weight.shape[0], -1)
-        data = pack(self.op.encoding, q)
-        return _Stream(get_encoding(self.op.encoding), q, data, filter_offsets(self.op.encoding, q) + [len(data)])
+        name, places = self.op.encoding, self.places
+        data = pack(name, q, places)
+        return _Stream(get_encoding(name), q, data, filter_offsets(name, q, places) + [len(data)])
 
     @cached_property
     def shifts(self) -> list[int] | None:
@@ -104,14 +112,19 @@ class _DotKernelLayer(PackedLayer):
         self.shift_table()
         if not self.fixed:
             self.em.table("uint16_t" if offsets[-1] > 255 else "uint8_t", f"{fn}_o", offsets[:-1])
+        if not self.fixed and not enc.self_delimiting:
             self.em.table("uint16_t" if max(counts) > 255 else "uint8_t", f"{fn}_n", list(counts))
         self.em.dot_kernels.add((self.op.encoding, self.em.signed(self.op.inputs[0])))
 
     def dot(self, x: str) -> str:
         """The C expression of one filter's dot product with x[] (bias included), as int32."""
         fn = self.fn
-        call = f"{self.kernel}({x}, wp, {self.stream.weights.shape[1]})" if self.fixed else \
-            f"{self.kernel}({x}, {fn}_w + {fn}_o[oc], {fn}_n[oc])"
+        if self.fixed:
+            call = f"{self.kernel}({x}, wp, {self.stream.weights.shape[1]})"
+        elif self.stream.encoding.self_delimiting:
+            call = f"{self.kernel}({x}, {fn}_w + {fn}_o[oc])"
+        else:
+            call = f"{self.kernel}({x}, {fn}_w + {fn}_o[oc], {fn}_n[oc])"
         return f"(int32_t)((uint32_t){fn}_b[oc] + {call})"
 
     @property
@@ -145,8 +158,11 @@ class PackedConv(_DotKernelLayer):
 
     @classmethod
     def accepts(cls, em: Emitter, op: IntOp) -> bool:
+        """Up to the target's patch limit, and beyond it for an encoding with no weight-by-weight decoder
+        (StreamingPackedConv's): the budget check then weighs the bigger stack."""
         c, _, _ = op.in_shape
-        return c // op.groups * op.kernel[0] * op.kernel[1] <= em.target.packed_patch_limit
+        return c // op.groups * op.kernel[0] * op.kernel[1] <= em.target.packed_patch_limit \
+            or not get_encoding(op.encoding).decode
 
     @cached_property
     def geometry(self) -> ConvGeometry:

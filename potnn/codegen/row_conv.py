@@ -49,11 +49,12 @@ class RowPackedConv(PackedLayer):
         """Bytes of the four outputs' receptive field, when the row kernel can write op (else 0)."""
         if op.kind != "conv" or op.encoding == "unroll" or not get_encoding(op.encoding).row_kernel_code_bytes:
             return 0
+        enc = get_encoding(op.encoding)
         c, _, _ = op.in_shape
         kh, kw = op.kernel
         _, _, ow = op.conv_shape or op.out_shape
         rows = c * kh
-        if (kw != TAPS or op.stride != (1, 1) or op.groups != 1 or ow % OUTPUTS or rows % 2
+        if (kw != TAPS or op.stride != (1, 1) or op.groups != 1 or ow % OUTPUTS or rows % enc.row_kernel_rows
                 or _pool(op) is None):
             return 0
         return rows * (TAPS + OUTPUTS - 1)
@@ -71,6 +72,16 @@ class RowPackedConv(PackedLayer):
     def signature(self) -> str:
         extra = ", uint8_t *scratch" if self.in_arena else ""
         return f"POTNN_NOINLINE static void {self.fn}(const {self.in_ctype} *in, {self.out_ctype} *out{extra})"
+
+    @property
+    def places(self) -> np.ndarray | None:
+        """A self-delimiting encoding stores each weight's place in the copied receptive field (rows of
+        TAPS + OUTPUTS - 1), not its index."""
+        if not get_encoding(self.op.encoding).self_delimiting:
+            return None
+        assert self.op.weight is not None
+        i = np.arange(self.op.weight[0].size)
+        return i // TAPS * (TAPS + OUTPUTS - 1) + i % TAPS
 
     @cached_property
     def geometry(self) -> ConvGeometry:
@@ -105,7 +116,7 @@ class RowPackedConv(PackedLayer):
         oc_n = op.out_shape[0]
         _, py, px = op.out_shape
         plane = py * px
-        step = (self.stream.offsets[1] - self.stream.offsets[0]) // enc.unit_bytes
+        step = 0 if enc.self_delimiting else (self.stream.offsets[1] - self.stream.offsets[0]) // enc.unit_bytes
         out_t, in_t = self.out_ctype, self.in_ctype
         w = geo.w
         out = CWriter()
@@ -122,9 +133,12 @@ class RowPackedConv(PackedLayer):
                 out(steps("ix0", "o"), "const int base = rowbase + ix0;")
                 out.extend(self.copy.flag_lines() + self.copy.lines())
                 out(f"const {enc.table_ctype} *wp = {fn}_w;", f"{out_t} *oo = o;")
-                with out.block(f"for (int oc = 0; oc < {oc_n}; oc++, wp += {step}, oo += {plane})"):
-                    out(steps("wp", "oo"), f"acc[0] = acc[1] = acc[2] = acc[3] = (uint32_t){fn}_b[oc];",
-                        f"{row_kernel_name(op.encoding, signed)}(acc, patch, wp, {geo.icpg * geo.kh // 2});")
+                kernel = row_kernel_name(op.encoding, signed)
+                advance, call = (("", f"wp = {kernel}(acc, patch, wp);") if enc.self_delimiting else
+                                 (f", wp += {step}", f"{kernel}(acc, patch, wp, {geo.icpg * geo.kh // 2});"))
+                with out.block(f"for (int oc = 0; oc < {oc_n}; oc++{advance}, oo += {plane})"):
+                    out(steps(*([] if enc.self_delimiting else ["wp"]), "oo"),
+                        f"acc[0] = acc[1] = acc[2] = acc[3] = (uint32_t){fn}_b[oc];", call)
                     with out.block("for (int j = 0; j < 4; j++)"):
                         out(*self.store("q[j]", acc="(int32_t)acc[j]"))
                     self._pool_store(out, qh, qw)

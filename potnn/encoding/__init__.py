@@ -8,6 +8,8 @@ fp130      ±1, ±2, ..., ±128           nibble ``[sign][exp(3)]``, value ±2^e
 5level     -8, -1, 0, +1, +8           nibble ``[skip(2)][sign][mag]``, zeros run-length coded
 2bit       -2, -1, +1, +2              2 bits ``[sign][shift]``, 16 per ``uint32``
 ternary    -1, 0, +1                   2-bit codes 00=0, 01=+1, 10=-1, 11=repeat previous x2
+indexed    0, ±1, ±2, ±4, ..., ±128    per exponent and sign, the weights' positions (a byte
+                                       step each); zeros take no bytes and no time
 =========  ==========================  ====================================================
 
 An encoding is one module defining ``ENCODING`` (an :class:`Encoding`) and one entry in
@@ -21,10 +23,10 @@ import math
 
 import numpy as np
 
-from . import five_level, fp130, ternary, two_bit, unroll
+from . import five_level, fp130, indexed, ternary, two_bit, unroll
 from .base import Encoding, as_weights
 
-_MODULES = (unroll, fp130, five_level, two_bit, ternary)
+_MODULES = (unroll, fp130, five_level, two_bit, ternary, indexed)
 _REGISTRY: dict[str, Encoding] = {m.ENCODING.name: m.ENCODING for m in _MODULES}
 ENCODINGS: tuple[str, ...] = tuple(_REGISTRY)
 
@@ -69,22 +71,35 @@ def dense_levels(name: str, shape: tuple[int, ...], rng: np.random.Generator, sp
     return legalize(name, q).reshape(shape)
 
 
-def _filter_bytes(name: str, q: np.ndarray) -> list[bytes]:
+def _filter_bytes(name: str, q: np.ndarray, positions: np.ndarray | None = None) -> list[bytes]:
     """The packed bytes of each filter, already padded to the storage unit (ValueError for unroll)."""
     enc = get_encoding(name)
     q = as_weights(q).astype(np.int64)  # int64 so that abs(-128) cannot overflow int8
     enc.check_legal(q)
-    return enc.filter_bytes(q)
+    if positions is None:
+        return enc.filter_bytes(q)
+    _check_positions(enc, positions, q.shape[1])
+    return enc.filter_bytes(q, positions)  # type: ignore[call-arg]  # only self-delimiting encodings take them
 
 
-def pack(name: str, q: np.ndarray) -> bytes:
+def _check_positions(enc: Encoding, positions: np.ndarray, filter_len: int) -> None:
+    if not enc.self_delimiting:
+        raise ValueError(f"encoding {enc.name!r} stores weights in packing order; it takes no positions")
+    if len(positions) != filter_len or len(set(np.asarray(positions).tolist())) != filter_len or min(positions) < 0:
+        raise ValueError(f"positions must be {filter_len} distinct non-negative places, one per weight")
+
+
+def pack(name: str, q: np.ndarray, positions: np.ndarray | None = None) -> bytes:
     """Pack legal weights ``q[n_filters, filter_len]`` into the encoding's byte stream.
+
+    ``positions`` (self-delimiting encodings only) gives each weight's place in the input the kernel
+    reads, where it differs from the weight's index (the row kernel's receptive-field layout).
 
     Raises:
         ValueError: for ``unroll`` (not packed), unknown names, or weights that are not legal for
             the encoding (use :func:`legalize` first; pack never alters weights).
     """
-    return b"".join(_filter_bytes(name, q))
+    return b"".join(_filter_bytes(name, q, positions))
 
 
 def packed_size(name: str, q: np.ndarray) -> int:
@@ -92,24 +107,28 @@ def packed_size(name: str, q: np.ndarray) -> int:
     return sum(len(chunk) for chunk in _filter_bytes(name, q))
 
 
-def filter_offsets(name: str, q: np.ndarray) -> list[int]:
-    """Byte offset of each filter's start in ``pack(name, q)``: variable-length encodings need them
-    to start a filter without decoding its predecessors."""
+def filter_offsets(name: str, q: np.ndarray, positions: np.ndarray | None = None) -> list[int]:
+    """Byte offset of each filter's start in ``pack(name, q, positions)``: variable-length encodings need
+    them to start a filter without decoding its predecessors."""
     offsets: list[int] = []
     position = 0
-    for chunk in _filter_bytes(name, q):
+    for chunk in _filter_bytes(name, q, positions):
         offsets.append(position)
         position += len(chunk)
     return offsets
 
 
-def unpack(name: str, data: bytes, n_filters: int, filter_len: int) -> np.ndarray:
-    """Decode ``data`` back into int32 weights ``[n_filters, filter_len]``.
+def unpack(name: str, data: bytes, n_filters: int, filter_len: int, positions: np.ndarray | None = None) -> np.ndarray:
+    """Decode ``data`` back into int32 weights ``[n_filters, filter_len]`` (``positions`` as for pack).
 
     Strict: a wrong length, non-zero padding or an entry running past a filter end raises
     ValueError, so that an encoder bug cannot round-trip by accident.
     """
-    return get_encoding(name).unpack(np.frombuffer(data, dtype=np.uint8), n_filters, filter_len)
+    enc, raw = get_encoding(name), np.frombuffer(data, dtype=np.uint8)
+    if positions is None:
+        return enc.unpack(raw, n_filters, filter_len)
+    _check_positions(enc, positions, filter_len)
+    return enc.unpack(raw, n_filters, filter_len, positions)  # type: ignore[call-arg]
 
 
 __all__ = ["ENCODINGS", "Encoding", "dense_levels", "filter_offsets", "get_encoding", "legalize", "pack", "packed_size", "unpack"]

@@ -84,6 +84,13 @@ class Encoding:
         kernel_code_bytes: size of the dot-product kernel in GCC -Os RV32EC code (flash estimate).
         row_kernel_code_bytes: the same for the row kernel (kernels/row4_<name>.c: four neighbouring
             outputs of a conv 3 taps wide per weight decoded); 0 when the encoding has none.
+        row_kernel_rows: rows of the receptive field (input channels x kernel rows) the row kernel takes
+            per step: a conv whose row count is not a multiple keeps the one-output kernel.
+        self_delimiting: each filter's stream says where it ends and the kernels take no weight count;
+            the stream stores positions, so it depends on the layout the kernel reads (`positions` of
+            `filter_bytes` and `unpack`), and the row kernel returns the next filter's stream.
+        free_zeros: a zero weight costs no instructions (pruning speeds the layer up), where the packed
+            kernels of the other encodings decode every weight, zero or not.
     """
 
     name: ClassVar[str]
@@ -98,6 +105,9 @@ class Encoding:
     fixed_length: ClassVar[bool] = False
     kernel_code_bytes: ClassVar[int] = 0
     row_kernel_code_bytes: ClassVar[int] = 0
+    row_kernel_rows: ClassVar[int] = 2
+    self_delimiting: ClassVar[bool] = False
+    free_zeros: ClassVar[bool] = False
     # C statements of the weight-by-weight decoder: state declarations, reset at a filter's start,
     # the next weight into e (shift, -1 for zero) and neg, and the step past a half-used unit.
     decoder_state: ClassVar[tuple[str, ...]] = ()

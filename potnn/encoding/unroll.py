@@ -11,6 +11,7 @@ class Unroll(Encoding):
     has_zero = True
     max_shift = 7
     packed = False
+    free_zeros = True
     unit_bytes = 0
 
 

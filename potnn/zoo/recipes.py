@@ -63,11 +63,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     ),
     Recipe(
         name="mnist16-accurate",
-        description="three conv + pool stages (12, 24, 48 ch) and a linear layer; first conv unrolled, the rest fp130",
+        description="three conv + pool stages (12, 24, 48 ch) and a linear layer; first conv unrolled, the next two "
+                    "indexed and pruned (40, 50 % zeros), the linear layer fp130",
         build=lambda: ConvNet(((12, "pool"), (24, "pool"), (48, "pool"))),
         config=board_config("mnist16", per_channel=True, default_encoding="unroll",
-                            layer_encodings={"convs.1": "fp130", "convs.2": "fp130", "fc": "fp130"}),
+                            layer_encodings={"convs.1": "indexed", "convs.2": "indexed", "fc": "fp130"}),
         float_epochs=40, qat_epochs=20, qat_lr=2e-4, augment="affine", distill=0.5, freeze=0.02,
+        sparsity={"convs.1": 0.4, "convs.2": 0.5},
         accuracy_floor=0.992, default_for=("ch32v003", "py32f003"),
     ),
     Recipe(

@@ -101,10 +101,11 @@ class Case:
 
 
 CASES = [
-    *(Case(f"ccl-pool/fc-{e}", ConvConvLinear, {"fc": e}) for e in ("fp130", "5level", "2bit", "ternary")),
+    *(Case(f"ccl-pool/fc-{e}", ConvConvLinear, {"fc": e}) for e in ("fp130", "5level", "2bit", "ternary", "indexed")),
     Case("ccl-stride2/fc-fp130", lambda: ConvConvLinear(stride2=True), {"fc": "fp130"}),
     *(Case(f"ccl-stride2/conv2-{e}", lambda: ConvConvLinear(stride2=True), {"conv2": e, "fc": e})
-      for e in ("fp130", "5level", "2bit", "ternary")),
+      for e in ("fp130", "5level", "2bit", "ternary", "indexed")),
+    *(Case(f"ccl-pool/conv2-{e}", ConvConvLinear, {"conv2": e, "fc": e}) for e in ("fp130", "indexed")),
     Case("ccl-pool/conv1-5level,conv2-fp130", ConvConvLinear, {"conv1": "5level", "conv2": "fp130", "fc": "fp130"}),
     Case("depthwise", DepthwiseNet, {"fc": "fp130"}),
     Case("depthwise/packed", DepthwiseNet, {"conv1": "ternary", "dw": "2bit", "pw": "5level", "fc": "fp130"}),
