@@ -130,9 +130,10 @@ def farm(host_board: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random 16x16 inputs without labels: agreement with potnn.simulate is all that is judged."""
+    """Random 16x16 inputs without labels: agreement with potnn.simulate is all that is judged. Enough that a
+    whole run (about 100 s) outlasts the interrupt test's second run on a busy machine; the others use --limit."""
     path = tmp_path_factory.mktemp("data") / "inputs.npz"
-    np.savez(path, x=np.random.default_rng(0).integers(0, 256, (3000, 1, 16, 16), dtype=np.uint8))
+    np.savez(path, x=np.random.default_rng(0).integers(0, 256, (12000, 1, 16, 16), dtype=np.uint8))
     return path
 
 
