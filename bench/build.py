@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,11 +37,6 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
-
-try:
-    import resource
-except ImportError:  # Windows: no output bound (the time bound still holds)
-    resource = None  # type: ignore[assignment]
 
 from intelhex import IntelHex
 from potnn.codegen.compiled import RAM_KERNELS_DEFINE
@@ -204,9 +200,17 @@ def _firmware_sources_digest() -> str:
     return _fingerprint(*(f"{p.relative_to(FIRMWARE_DIR)}".encode() + p.read_bytes() for p in files))
 
 
-def _bound_compiler() -> None:
-    """In the compiler's process, before it starts: no file it writes may pass ``COMPILER_FILE_LIMIT``."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (COMPILER_FILE_LIMIT, COMPILER_FILE_LIMIT))
+def _bounded(argv: list[str]) -> list[str]:
+    """``argv`` behind a shell that first sets the file-size bound (``COMPILER_FILE_LIMIT``).
+
+    Why a shell and not ``preexec_fn``: a Python hook in the child makes ``subprocess`` fork the
+    whole interpreter, and a process holding gRPC threads (labgrid's client, ``--place``) has
+    its fork handlers crash such children now and then (SIGSEGV before the compiler starts). The
+    shell's ``ulimit -f`` counts 512-byte blocks (POSIX); ``exec`` leaves the compiler in its place.
+    """
+    if os.name != "posix":    # Windows: no output bound (the time bound still holds)
+        return argv
+    return ["/bin/sh", "-c", f'ulimit -f {COMPILER_FILE_LIMIT // 512} && exec "$@"', argv[0], *argv]
 
 
 def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
@@ -217,8 +221,8 @@ def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
     Past a bound the build stops at once with one line that says so.
     """
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=COMPILER_TIME_LIMIT_S,
-                              preexec_fn=_bound_compiler if resource is not None else None)
+        proc = subprocess.run(_bounded(argv), capture_output=True, text=True, check=False,
+                              timeout=COMPILER_TIME_LIMIT_S)
     except subprocess.TimeoutExpired:
         with open(log, "a") as f:
             f.write("$ " + " ".join(argv) + f"\n[stopped after {COMPILER_TIME_LIMIT_S} s]\n\n")

@@ -14,6 +14,7 @@ compiler runtime helpers) use no stack of their own and are listed in the report
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -51,20 +52,24 @@ def usage_flags(kind: str, su: Path) -> list[str]:
 
 
 def compile_frames(cc: Sequence[str], kind: str, sources: Sequence[str | Path], work: Path) -> dict[str, int]:
-    """Frame bytes per function of ``sources`` compiled with ``cc`` (the build's compile line)."""
+    """Frame bytes per function of ``sources`` compiled with ``cc`` (the build's compile line).
+
+    The objects and stack-usage files go to a fresh temporary folder under ``work``: its path is
+    part of the command, so zig cannot answer an unchanged compile from its cache (it then
+    writes no stack-usage file), and no file of an earlier build is read by mistake.
+    """
     frames: dict[str, int] = {}
-    for src in map(Path, sources):
-        obj = work / f"su-{src.parent.name}-{src.stem}.o"
-        su = obj.with_suffix(".su")
-        su.unlink(missing_ok=True)
-        proc = subprocess.run([*cc, *usage_flags(kind, su), "-c", str(src), "-o", str(obj)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not su.exists():
-            last = (proc.stderr.strip().splitlines() or ["no stack-usage file written"])[-1]
-            raise StackUsageError(f"measuring the stack of {src.name} failed: {last}")
-        for name, size in parse_su(su.read_text()).items():
-            frames[name] = max(frames.get(name, 0), size)
-        obj.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stack-", dir=work) as tmp:
+        for src in map(Path, sources):
+            obj = Path(tmp) / f"su-{src.parent.name}-{src.stem}.o"
+            su = obj.with_suffix(".su")
+            proc = subprocess.run([*cc, *usage_flags(kind, su), "-c", str(src), "-o", str(obj)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or not su.exists():
+                last = (proc.stderr.strip().splitlines() or ["no stack-usage file written"])[-1]
+                raise StackUsageError(f"measuring the stack of {src.name} failed: {last}")
+            for name, size in parse_su(su.read_text()).items():
+                frames[name] = max(frames.get(name, 0), size)
     return frames
 
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -33,7 +34,7 @@ pytest.importorskip("labgrid", reason="labgrid is not installed: pip install 'po
 if shutil.which("ser2net") is None and not Path("/usr/sbin/ser2net").exists():
     pytest.skip("ser2net is not installed: apt-get install ser2net", allow_module_level=True)
 
-from bench.build import build_host  # noqa: E402
+from bench.build import build, build_host  # noqa: E402
 from bench.farm import FarmSession  # noqa: E402
 from bench.models import get_model  # noqa: E402
 from bench.nightly import Settings, free_places, lanes, plan_jobs, spread  # noqa: E402
@@ -152,6 +153,33 @@ def test_run_on_a_place_matches_the_reference_and_releases_it(farm: Farm, data: 
     assert summary["probe"] == f"labgrid place {PLACE}" and summary["port"].startswith("rfc2217://127.0.0.1:")
     assert f"released place {PLACE}" in done.stderr
     assert farm.holder() is None
+
+
+def test_firmware_builds_in_a_process_talking_to_the_coordinator(farm: Farm, tmp_path: Path) -> None:
+    """A Python user (or ``nightly``'s parent) may build while a coordinator session is busy in the
+    same process: the compilers must start clean beside labgrid's gRPC threads, whose fork handlers
+    crash about one child in five that is forked with a Python hook (``preexec_fn``) to run in it."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        session = FarmSession(farm.address)
+        try:
+            while not stop.is_set():
+                session.places([PLACE])
+        finally:
+            session.close()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for toolchain in ("gnu", "zig"):
+            for _ in range(2):
+                fw = build(BOARD, get_model(MODEL).header_path, tmp_path / toolchain, toolchain=toolchain,
+                           force=True)
+                assert fw.elf.exists()
+    finally:
+        stop.set()
+        poller.join(timeout=30)
 
 
 def test_a_held_place_is_refused_and_released_on_interrupt(farm: Farm, data: Path, tmp_path: Path) -> None:

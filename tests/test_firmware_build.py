@@ -192,3 +192,16 @@ def test_unchanged_build_is_reused(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["build", "--board", "ch32v003", "--header", str(header), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert f"flash {first.flash_bytes:6d} / 16384 B" in out and "(cached)" in out
+
+
+@pytest.mark.parametrize("kind", TOOLCHAINS)
+def test_a_forced_rebuild_measures_the_stack_again(tmp_path: Path, kind: str) -> None:
+    """``build --force`` of an unchanged build: zig answers the unchanged compiles from its cache and
+    writes no stack-usage file then, so each measurement must be a compile zig has not seen."""
+    if not _have("ch32v003", kind):
+        pytest.skip(f"no {kind} toolchain for ch32v003")
+    header = synthetic_header(tmp_path / "h.h")
+    first = build("ch32v003", header, tmp_path / "out", toolchain=kind)
+    again = build("ch32v003", header, tmp_path / "out", toolchain=kind, force=True)
+    assert not again.cached and again.stack_bytes == first.stack_bytes
+    assert not list((tmp_path / "out").glob("*.su")) and not list((tmp_path / "out").glob("stack-*"))
