@@ -22,10 +22,10 @@ PNG_SIG = b"\x89PNG\r\n\x1a\n"
 def make_run(base: Path, *, n: int = 40, wrong: int = 2, mismatch: int = 0, cycles: int = 480_000,
              flash: int = 12_000, finished: str = "2024-01-01T00:00:00Z", board: str = "ch32v003",
              model: str = "fc", backend: str = "unicorn", commit: str = "c0", complete: bool = True,
-             seed: int = 0, toolchain: str = "zig cc 0.17.1 -Os") -> Path:
+             seed: int = 0, toolchain: str = "zig cc 0.17.1 -Os", dataset: str = "mnist16") -> Path:
     rng = np.random.default_rng(seed)
     meta = dict(run_id=f"{finished.replace('-', '').replace(':', '')[:15]}Z-{board}-{model}-{rng.integers(1 << 24):06x}",
-                board=board, model=model, model_hash="h", backend=backend, n=n, flash_bytes=flash,
+                board=board, model=model, model_hash="h", backend=backend, n=n, flash_bytes=flash, dataset=dataset,
                 ram_bytes=900, stack_bytes=300, toolchain=toolchain, git_commit=commit,
                 started=finished, flash_budget=16384, ram_budget=2048, clock_hz=48_000_000)
     d = R.create_run(base, meta)
@@ -86,6 +86,16 @@ def test_report_embeds_all_plots_as_decodable_pngs(tmp_path: Path) -> None:
     for ref in refs:
         assert (res.markdown.parent / ref).read_bytes().startswith(PNG_SIG)
     assert res.regressions == []
+
+
+def test_a_report_of_a_users_own_data_draws_no_mnist_frontier(tmp_path: Path) -> None:
+    """The frontier compares MNIST models with published MNIST peers; a gesture model's report has no place for it."""
+    make_run(tmp_path, model="gestures", dataset="gestures.npz")
+    md = rep.make_report(tmp_path, tmp_path / "out" / "r.html").markdown.read_text()
+    assert "frontier" not in md.lower() and "## Cycles per inference" in md
+    make_run(tmp_path, dataset="mnist16", finished="2024-01-02T00:00:00Z")
+    md = rep.make_report(tmp_path, tmp_path / "out" / "r.html").markdown.read_text()
+    assert "![frontier](r_files/frontier.png)" in md
 
 
 def test_regression_gate_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,7 +97,7 @@ def build_sections(runs: list[RunRecord], th: Thresholds,
                             ["Cycles measured on the board (SysTick around potnn_predict) or by the "
                              "emulator's cycle model."], [], [("cycles", plot_cycles(latest_runs))]))
         secs += _layer_sections(latest_runs)
-        secs.append(_frontier_section(latest_runs))
+        secs += _frontier_section(latest_runs)
         secs.append(Section("Flash and RAM against the board budget",
                             ["RAM = static data (.data + .bss) plus the measured or estimated stack."],
                             [], [("sizes", plot_sizes(latest_runs))]))
@@ -161,16 +161,21 @@ def _layer_sections(latest: list[RunRecord]) -> list[Section]:
                     [("layers", png)])]
 
 
-def _frontier_section(latest: list[RunRecord]) -> Section:
-    """Accuracy against cycles on MNIST: the zoo and these runs, measured; BitNetMCU, published."""
+def _frontier_section(latest: list[RunRecord]) -> list[Section]:
+    """Accuracy against cycles on MNIST: the zoo and these runs, measured; BitNetMCU, published.
+
+    Only in a report with MNIST runs: the peers' points say nothing about a user's own data.
+    """
     # imported here: `python -m bench.report.frontier` runs that module as __main__, which must not be
     # imported already when the package bench.report loads
-    from bench.report.frontier import frontier_png
+    from bench.report.frontier import DATASET, frontier_png
 
-    return Section("Accuracy against cycles: the frontier",
+    if not any(r.info.get("dataset") == DATASET for r in latest):
+        return []
+    return [Section("Accuracy against cycles: the frontier",
                    ["16×16 MNIST. Measured: the zoo's figures (meta.json, emulated boards) and this report's "
                     "full-test-set MNIST runs. Published: BitNetMCU's own figures, on the chips the legend names "
-                    "(bench/report/frontier.py gives each source)."], [], [("frontier", frontier_png(latest))])
+                    "(bench/report/frontier.py gives each source)."], [], [("frontier", frontier_png(latest))])]
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
