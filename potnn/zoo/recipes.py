@@ -58,7 +58,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         description="conv 10 + pool, conv 24 + pool, linear; all unrolled and pruned (30, 82, 50 % zeros)",
         build=lambda: ConvNet(((10, "pool"), (24, "pool"))),
         config=board_config("mnist16", per_channel=True, default_encoding="unroll"),
-        float_epochs=100, qat_epochs=40, qat_lr=3e-4, augment="affine", distill=0.5, teacher="mnist16-accurate",
+        float_epochs=100, qat_epochs=40, qat_lr=3e-4, augment="affine", distill=0.7, teacher="mnist16-accurate",
         sparsity={"convs.0": 0.3, "convs.1": 0.82, "fc": 0.5}, freeze=0.02, seed=1, accuracy_floor=0.989,
     ),
     Recipe(
