@@ -155,33 +155,6 @@ def test_run_on_a_place_matches_the_reference_and_releases_it(farm: Farm, data: 
     assert farm.holder() is None
 
 
-def test_firmware_builds_in_a_process_talking_to_the_coordinator(farm: Farm, tmp_path: Path) -> None:
-    """A Python user (or ``nightly``'s parent) may build while a coordinator session is busy in the
-    same process: the compilers must start clean beside labgrid's gRPC threads, whose fork handlers
-    crash about one child in five that is forked with a Python hook (``preexec_fn``) to run in it."""
-    stop = threading.Event()
-
-    def poll() -> None:
-        session = FarmSession(farm.address)
-        try:
-            while not stop.is_set():
-                session.places([PLACE])
-        finally:
-            session.close()
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
-        for toolchain in ("gnu", "zig"):
-            for _ in range(2):
-                fw = build(BOARD, get_model(MODEL).header_path, tmp_path / toolchain, toolchain=toolchain,
-                           force=True)
-                assert fw.elf.exists()
-    finally:
-        stop.set()
-        poller.join(timeout=30)
-
-
 def test_a_held_place_is_refused_and_released_on_interrupt(farm: Farm, data: Path, tmp_path: Path) -> None:
     first = subprocess.Popen(_bench(farm, tmp_path / "first", data), cwd=REPO, env=farm.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -196,10 +169,12 @@ def test_a_held_place_is_refused_and_released_on_interrupt(farm: Farm, data: Pat
         assert second.stderr.strip().splitlines()[-1].startswith(f"potnn-bench: error: place {PLACE} is held by ")
         assert not (tmp_path / "second").exists() or not any((tmp_path / "second").iterdir())
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        _, err = first.communicate(timeout=180)
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
+            farm.client("-p", PLACE, "release", "--kick")   # the tests after this one start from a free place
     assert first.returncode == 130, err
     assert f"released place {PLACE}" in err
     assert farm.holder() is None
@@ -242,3 +217,30 @@ def test_nightly_deals_jobs_to_free_places_only(farm: Farm, monkeypatch: pytest.
     finally:
         farm.client("-p", PLACE, "release", "--kick", check=True)
     assert farm.holder() is None
+
+
+def test_firmware_builds_in_a_process_talking_to_the_coordinator(farm: Farm, tmp_path: Path) -> None:
+    """A Python user (or ``nightly``'s parent) may build while a coordinator session is busy in the
+    same process: the compilers must start clean beside labgrid's gRPC threads, whose fork handlers
+    crash about one child in five that is forked with a Python hook (``preexec_fn``) to run in it."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        session = FarmSession(farm.address)
+        try:
+            while not stop.is_set():
+                session.places([PLACE])
+        finally:
+            session.close()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for toolchain in ("gnu", "zig"):
+            for _ in range(2):
+                fw = build(BOARD, get_model(MODEL).header_path, tmp_path / toolchain, toolchain=toolchain,
+                           force=True)
+                assert fw.elf.exists()
+    finally:
+        stop.set()
+        poller.join(timeout=30)
