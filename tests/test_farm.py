@@ -156,8 +156,14 @@ def test_run_on_a_place_matches_the_reference_and_releases_it(farm: Farm, data: 
 
 
 def test_a_held_place_is_refused_and_released_on_interrupt(farm: Farm, data: Path, tmp_path: Path) -> None:
-    first = subprocess.Popen(_bench(farm, tmp_path / "first", data), cwd=REPO, env=farm.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A test run started in the background by a shell (`pytest &`) ignores SIGINT, and the run below
+    # would inherit that and never see the Ctrl-C this test sends: it gets the default disposition.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        first = subprocess.Popen(_bench(farm, tmp_path / "first", data), cwd=REPO, env=farm.env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         _wait("the first run to stream", lambda: any((tmp_path / "first").glob("*/rows.csv")), timeout_s=120)
         assert farm.holder() is not None
