@@ -7,7 +7,10 @@
  * The image arrives in LOAD chunks, so that a lossy link costs a chunk, not the whole image.
  * The board keeps the first `loaded` bytes it has taken and answers every LOAD with that
  * count.  The parser stores each frame's payload right behind them (request + loaded), so a
- * frame corrupted on the way can only scribble on bytes not taken yet.  INFER runs the model
+ * frame corrupted on the way can only scribble on bytes not taken yet.  `request` is the
+ * model's own input buffer (potnn_input_buffer(): a place in its arena with room for the image
+ * and a chunk's 2-byte offset), so the firmware holds no copy of the image; the model reuses
+ * those bytes during an inference, after which the next LOAD starts a new image anyway.  INFER runs the model
  * once the image is complete; asked again before the next image is complete it repeats its
  * last answer, so a lost answer costs a resend, not another inference.
  *
@@ -44,8 +47,10 @@
 
 /* Defined by the exported model header, compiled in model.c. */
 int potnn_predict(const uint8_t *input, int32_t *logits);
+uint8_t *potnn_input_buffer(void);
 
-static uint8_t request[BENCH_INPUT_SIZE + 2]; /* the image, then room for a chunk's offset */
+#define REQUEST_CAPACITY (BENCH_INPUT_SIZE + 2)  /* the image, then room for a chunk's offset */
+static uint8_t *request;                         /* potnn_input_buffer(), set by bench_run */
 static int32_t logits[BENCH_NUM_CLASSES];
 static struct proto_rx rx;
 static uint16_t naks_sent;                    /* saturating, reported by INFO */
@@ -173,7 +178,7 @@ static void handle_frame(void)
     }
     /* The next frame's payload lands behind the bytes taken. */
     rx.payload = request + loaded;
-    rx.capacity = (uint16_t)(sizeof request - loaded);
+    rx.capacity = (uint16_t)(REQUEST_CAPACITY - loaded);
 }
 
 void bench_run(void)
@@ -182,7 +187,8 @@ void bench_run(void)
     uint8_t byte;
 
     loaded = 0;                               /* (zero after reset; the fuzz harness re-enters) */
-    proto_rx_init(&rx, request, sizeof request);
+    request = potnn_input_buffer();
+    proto_rx_init(&rx, request, REQUEST_CAPACITY);
 
     for (;;) {
         if (!port_uart_getc(&byte)) {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: the input lives in the model's arena (potnn_input_buffer)
 
 
 def header_hash(data: bytes) -> int:

@@ -2,7 +2,10 @@
 
 This is how potnn checks its own C against `potnn.simulate` (and how a user can check an export
 before flashing anything). The driver reads raw images from stdin and writes, per image, the
-returned class and the logits as little-endian int32 to stdout.
+returned class and the logits as little-endian int32 to stdout. It runs each image three ways: from
+its own buffer (copied into the arena), from potnn_input_buffer() (as the bench firmware does, the
+model reusing those bytes) and from there with NULL logits (the logits in the arena); the three must
+agree, else it stops with a message on stderr.
 """
 
 from __future__ import annotations
@@ -21,12 +24,34 @@ _DRIVER = r"""
 #include <stdio.h>
 #include <stdint.h>
 
+static void fill(uint8_t *to, const uint8_t *from)
+{
+    for (int i = 0; i < POTNN_INPUT_SIZE; i++)
+        to[i] = from[i];
+}
+
 int main(void)
 {
     static uint8_t image[POTNN_INPUT_SIZE];
-    int32_t logits[POTNN_NUM_CLASSES];
+    int32_t logits[POTNN_NUM_CLASSES], in_place[POTNN_NUM_CLASSES];
+    uint8_t *const buffer = potnn_input_buffer();
     while (fread(image, 1, sizeof image, stdin) == sizeof image) {
         const int32_t cls = potnn_predict(image, logits);
+        fill(buffer, image);
+        const int32_t cls_in_place = potnn_predict(buffer, in_place);
+        fill(buffer, image);
+        const int32_t cls_no_logits = potnn_predict(buffer, NULL);
+        for (int k = 0; k < POTNN_NUM_CLASSES; k++)
+            if (in_place[k] != logits[k]) {
+                fprintf(stderr, "logit %d from potnn_input_buffer() is %ld, from the caller's buffer %ld\n",
+                        k, (long)in_place[k], (long)logits[k]);
+                return 2;
+            }
+        if (cls_in_place != cls || cls_no_logits != cls) {
+            fprintf(stderr, "class %ld from the caller's buffer, %ld in place, %ld with NULL logits\n",
+                    (long)cls, (long)cls_in_place, (long)cls_no_logits);
+            return 2;
+        }
         if (fwrite(&cls, sizeof cls, 1, stdout) != 1 || fwrite(logits, sizeof logits, 1, stdout) != 1)
             return 1;
     }

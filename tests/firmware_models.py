@@ -95,8 +95,14 @@ def synthetic_header(path: Path, *, weight_bytes: int = 64, ram_words: int = 4,
 #define POTNN_RAM_BYTES {4 * ram_words}
 #define POTNN_WEIGHT_BYTES {weight_bytes}
 int potnn_predict(const uint8_t *input, int32_t *logits);
+uint8_t *potnn_input_buffer(void);
 static const uint8_t potnn_w[{weight_bytes}] = {{ {weights} }};
 static int32_t potnn_buf[{ram_words}];
+static uint8_t potnn_in[{input_size} + 2];
+uint8_t *potnn_input_buffer(void)
+{{
+    return potnn_in;
+}}
 int potnn_predict(const uint8_t *input, int32_t *logits)
 {{
     uint32_t i;

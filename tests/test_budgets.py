@@ -60,7 +60,7 @@ def test_a_refusal_names_ram_and_flash_together(tmp_path: Path) -> None:
     with pytest.raises(potnn.ExportError) as err:
         potnn.export(p.model, tmp_path / "model.h", config)
     text = str(err.value)
-    assert "bytes of RAM (activation buffers 256 + logits 40) but Config.ram is 100" in text
+    assert "bytes of RAM (arena 1024 (input, activations, logits)) but Config.ram is 100" in text
     assert "bytes of flash (weights" in text and "but Config.flash is 1000" in text
     assert ALONE in text and "\n" not in text
     assert not (tmp_path / "model.h").exists()
@@ -71,7 +71,7 @@ def test_the_dry_run_warns_of_the_stack_before_training() -> None:
     first step of training) says so at once instead of export after every epoch."""
     config = for_board(patch_net(channels=3, side=16).config, "ch32v003")
     x = (torch.rand(4, 3, 16, 16) - 0.5) / 0.25
-    with pytest.warns(UserWarning, match=r"the firmware's input and logit buffers 808 \+ potnn_predict's stack "
+    with pytest.warns(UserWarning, match=r"the firmware's logit buffer 40 \+ potnn_predict's stack "
                                          rf"\d+ \((gnu|zig)\)\), over Config.ram {config.ram}"):
         potnn.calibrate(PatchNet(3, 16), [(x,)], config)
 
@@ -84,7 +84,7 @@ def test_a_board_refusal_counts_the_firmware_buffers_and_the_stack(tmp_path: Pat
     with pytest.raises(potnn.ExportError) as err:
         potnn.export(p.model, tmp_path / "model.h", config)
     text = str(err.value)
-    assert "the firmware's input and logit buffers 808 + potnn_predict's stack" in text
+    assert "the firmware's logit buffer 40 + potnn_predict's stack" in text
     assert f"Config.ram is {config.ram}" in text and "Config.for_board('ch32v003')" in text
     assert "flash" not in text.split(":")[0]  # flash fits: only RAM is named
 
@@ -105,7 +105,7 @@ def test_recorded_firmware_cost_bounds_the_measured_one(tmp_path: Path, board: s
     measured = {"flash": 0, "ram": 0, "stack": 0}
     for name, header in headers.items():
         r = build(board, header, tmp_path / name, toolchain=kind)
-        io = r.input_size + 4 * r.num_classes  # the firmware's buffers the model sizes
+        io = 4 * r.num_classes  # the firmware's buffer the model sizes (the input lives in the model's arena)
         for key, value in (("flash", r.firmware_flash_bytes), ("ram", r.firmware_ram_bytes - io),
                            ("stack", r.firmware_stack_bytes)):
             measured[key] = max(measured[key], value)

@@ -52,7 +52,7 @@ def test_export_refuses_ram_over_budget_with_numbers(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = potnn.Config(flash=16384, ram=512, mean=0.1307, std=0.3081)
     model = _prepared(TinyNet(), config)
-    with pytest.raises(potnn.ExportError, match=r"needs 808 bytes of RAM .* Config.ram is 512"):
+    with pytest.raises(potnn.ExportError, match=r"needs 772 bytes of RAM .* Config.ram is 512"):
         potnn.export(model, tmp_path / "model.h", config)
     assert not (tmp_path / "model.h").exists()
 

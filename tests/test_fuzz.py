@@ -115,9 +115,9 @@ def test_a_few_thousand_malformed_frames_per_board(tiny, tmp_path: Path, board: 
     assert stats.info["naks_sent"] == sum(stats.naks.values())         # the firmware's own count agrees
 
 
-HAZARD_HEADER = """/* potnn export v1: synthetic header for the fuzzer's failure tests */
+HAZARD_HEADER = """/* potnn export v2: synthetic header for the fuzzer's failure tests */
 #include <stdint.h>
-#define POTNN_EXPORT_VERSION 1
+#define POTNN_EXPORT_VERSION 2
 #define POTNN_INPUT_C 1
 #define POTNN_INPUT_H 16
 #define POTNN_INPUT_W 16
@@ -126,6 +126,12 @@ HAZARD_HEADER = """/* potnn export v1: synthetic header for the fuzzer's failure
 #define POTNN_RAM_BYTES 0
 #define POTNN_WEIGHT_BYTES 0
 int potnn_predict(const uint8_t *input, int32_t *logits);
+uint8_t *potnn_input_buffer(void);
+static uint8_t potnn_in[POTNN_INPUT_SIZE + 2];
+uint8_t *potnn_input_buffer(void)
+{
+    return potnn_in;
+}
 int potnn_predict(const uint8_t *input, int32_t *logits)
 {
     volatile uint32_t spin = 0;

@@ -46,6 +46,14 @@ uint32_t fuzz_cycle_counter(void)
     return cycles += 1000u;
 }
 
+/* The model's input buffer, as an exported header has it: the image and a chunk's offset. */
+static uint8_t model_input[BENCH_INPUT_SIZE + 2];
+
+uint8_t *potnn_input_buffer(void)
+{
+    return model_input;
+}
+
 /* Any function of the image will do: the fuzz target is the protocol, not the model. */
 int potnn_predict(const uint8_t *input, int32_t *logits)
 {

@@ -11,7 +11,7 @@ budget (no compile needed: the model fits whatever compiles it), and otherwise m
 the header for a board of each core with every toolchain present, so that a model near its budget gets
 the exact verdict. A Config.for_board budget is the board
 less the bench firmware's measured flash, RAM and stack (boards/*.toml `[firmware]`), so the model's
-RAM need adds what the firmware allocates for it (the input image, the logits) and potnn_predict's
+RAM need adds what the firmware allocates for it (the logits; the input lives in the model's arena) and potnn_predict's
 stack, and its flash is the size the board's compilers give it (potnn.codegen.compiled), the largest.
 The bench's build measures the linked firmware's stack the same way, from the same compilers' reports,
 so a model export accepts is one the build accepts.
@@ -84,17 +84,18 @@ FLASH_ADVICE = ("use a packed encoding (fp130, 5level, 2bit, ternary; indexed fo
 
 
 def firmware_buffers(program: IntProgram) -> int:
-    """The bench firmware's RAM that the model sizes: its input image (uint8) and its int32 logits."""
-    return math.prod(program.input_shape) + 4 * program.num_classes
+    """The bench firmware's RAM that the model sizes: its int32 logits. (It receives the input straight into
+    the model's arena, at potnn_input_buffer(), so the input is counted in the arena.)"""
+    return 4 * program.num_classes
 
 
 @dataclass(frozen=True)
 class RamNeed:
-    """The RAM a model needs, in parts: its own buffers always; the firmware's buffers that the model
-    sizes (input image, logits) and potnn_predict's stack only for a Config.for_board budget."""
+    """The RAM a model needs, in parts: its own buffers always (the arena holds the input); the firmware's
+    buffer that the model sizes (its logits) and potnn_predict's stack only for a Config.for_board budget."""
 
     arena: int
-    logits: int
+    logits: int = 0  # the model's own logits array, apart from its arena (none: potnn.memory places them)
     firmware_buffers: int = 0
     stack: int = 0
     stack_toolchain: str = ""
@@ -104,9 +105,11 @@ class RamNeed:
         return self.arena + self.logits + self.firmware_buffers + self.stack
 
     def describe(self) -> str:
-        parts = f"activation buffers {self.arena} + logits {self.logits}"
+        parts = f"arena {self.arena} (input, activations, logits)"
+        if self.logits:
+            parts += f" + logits {self.logits}"
         if self.firmware_buffers:
-            parts += f" + the firmware's input and logit buffers {self.firmware_buffers}"
+            parts += f" + the firmware's logit buffer {self.firmware_buffers}"
         if self.stack:
             parts += f" + potnn_predict's stack {self.stack} ({self.stack_toolchain})"
         return f"{self.total} bytes of RAM ({parts})"

@@ -69,8 +69,10 @@ void *memcpy(void *d, const void *s, potnn_size_t n) { (void)s; (void)n; return 
 void *memmove(void *d, const void *s, potnn_size_t n) { (void)s; (void)n; return d; }
 """
 # No start files or C library; the compiler's runtime (libgcc, zig's compiler_rt) stays, as in the firmware.
-_LINK = {"gnu": ("-nostartfiles", "-nodefaultlibs", "-Wl,--gc-sections", "-Wl,-e,potnn_predict"),
-         "zig": ("-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,potnn_predict")}
+# potnn_predict is the entry; potnn_input_buffer, which the firmware calls too, is kept beside it.
+_LINK = {"gnu": ("-nostartfiles", "-nodefaultlibs", "-Wl,--gc-sections", "-Wl,-e,potnn_predict",
+                 "-Wl,-u,potnn_input_buffer"),
+         "zig": ("-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,potnn_predict", "-Wl,-u,potnn_input_buffer")}
 _LIBS = {"gnu": ("-lgcc",), "zig": ()}
 
 
@@ -125,7 +127,8 @@ def frames(su_text: str) -> dict[str, int]:
 def predict_stack(function_frames: dict[str, int]) -> int:
     """potnn_predict's deepest stack from the frames of a header's functions (see the module's docstring)."""
     layers = [n for name, n in function_frames.items() if _LAYER.match(name)]
-    kernels = [n for name, n in function_frames.items() if name != "potnn_predict" and not _LAYER.match(name)]
+    kernels = [n for name, n in function_frames.items()
+               if name not in ("potnn_predict", "potnn_input_buffer") and not _LAYER.match(name)]
     return function_frames.get("potnn_predict", 0) + max(layers, default=0) + max(kernels, default=0)
 
 

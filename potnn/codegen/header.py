@@ -13,18 +13,21 @@ from ..config import Config
 from ..contract import EXPORT_VERSION
 from ..encoding import get_encoding
 from ..program import IntOp, IntProgram
-from ..memory import MemoryPlan, plan_memory, view_root
+from ..memory import MemoryPlan, plan_memory
 from ..boards import load_board_facts
 from .budget import (FlashNeed, RamNeed, check_accumulators, check_budgets, estimated_flash,
                      firmware_buffers, fit_ladder, flash_bound)
 from .emitter import Emitter, FitChoice
 from .kernels import dot_kernel, gather_kernel, prelude, row_kernel
-from .layer_symbols import PREDICT, layer_function
+from .layer_symbols import INPUT_BUFFER, PREDICT, layer_function
 from .registry import emit_op, scratch_requests
 from .compiled import Compiled, NoCompiler, core_boards, measure
 from .target import RV32EC_GCC, Target
 
 _HOPELESS = 2  # an estimated flash this many times the budget is refused without compiling
+#: Bytes the arena keeps behind the input, so that a receiver can take a whole frame into
+#: potnn_input_buffer(): the bench firmware's LOAD payload ends with a 2-byte offset.
+RECEIVE_ROOM = 2
 
 
 @dataclass
@@ -51,12 +54,15 @@ class _Program:
         self.logits_external = program.tensors[program.output].ctype == "int32_t"
         # int32 logits are written straight into the caller's array: the arena holds no room for them
         self.plan: MemoryPlan = plan_memory(program, {program.output} if self.logits_external else set(),
-                                            scratch_requests(program))
+                                            scratch_requests(program), program.tensors[program.input].size + RECEIVE_ROOM,
+                                            4 * program.num_classes)
+
+    @property
+    def input_offset(self) -> int:
+        return self.plan.offsets[self.p.input]
 
     def ref(self, name: str) -> str:
-        """The C expression of a tensor: the caller's input, the caller's logits, or a place in the arena."""
-        if view_root(self.p, name) == self.p.input:
-            return "input"
+        """The C expression of a tensor: the caller's logits, or a place in the arena (the input included)."""
         if name == self.p.output and self.logits_external:
             return "out"
         return f"(({self.p.tensors[name].ctype} *)(potnn_arena.bytes + {self.plan.offsets[name]}))"
@@ -123,7 +129,7 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
     plan = prog.plan
     text, em, ram_need, flash_need, compiled = _fit(prog, config, target, compile_plain)
     check_budgets(config, ram_need, flash_need)
-    return text, ExportReport(Path(), plan.arena_bytes + 4 * program.num_classes, em.weight_bytes,
+    return text, ExportReport(Path(), plan.arena_bytes, em.weight_bytes,
                               em.flash_bytes(), plan.arena_bytes,
                               stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
                               flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with)
@@ -170,9 +176,12 @@ def _text(prog: _Program, em: Emitter) -> str:
     """The header: the layer functions written by `em`, the arena, potnn_predict and the contract's macros."""
     program, plan = prog.p, prog.plan
     k = program.num_classes
-    ram = plan.arena_bytes + 4 * k
+    ram = plan.arena_bytes
     flash = em.flash_bytes()
     c, h, w = program.input_chw
+    n, at = c * h * w, prog.input_offset
+    copy = [f"    if (input != potnn_arena.bytes + {at})",
+            f"        for (int i = 0; i < {n}; i++) potnn_arena.bytes[{at} + i] = input[i];"]
     argmax = ["    int best = 0;", f"    for (int i = 1; i < {k}; i++) if (out[i] > out[best]) best = i;", "    return best;"]
     if not prog.logits_external:
         argmax = [f"    for (int i = 0; i < {k}; i++) out[i] = {prog.ref(program.output)}[i];"] + argmax
@@ -181,7 +190,11 @@ def _text(prog: _Program, em: Emitter) -> str:
         " *",
         f" * Input: raw uint8 pixels, C x H x W = {c} x {h} x {w} (normalisation is folded into the first layer).",
         f" * Output: {k} int32 logits; potnn_predict returns the index of the first largest one.",
-        f" * RAM: {ram} bytes (activation arena {plan.arena_bytes}, logits {4 * k}); weight tables: {em.weight_bytes} bytes.",
+        f" * RAM: {ram} bytes (one arena: the input, activations, and the logits when the caller passes none); "
+        f"weight tables: {em.weight_bytes} bytes.",
+        f" * The input lives in the arena: write it at potnn_input_buffer() ({plan.input_buffer_bytes(program)} bytes there)",
+        " * and pass that pointer, so the caller needs no buffer of its own; its bytes are reused once the first",
+        " * layer has read them. Any other pointer is copied there first.",
         " * Must equal potnn.simulate bit for bit. Assumes >> on negative int32 is arithmetic (GCC, Clang).",
         " *",
         " * Operations:",
@@ -201,21 +214,28 @@ def _text(prog: _Program, em: Emitter) -> str:
         f"#define POTNN_RAM_BYTES {ram}",
         f"#define POTNN_WEIGHT_BYTES {em.weight_bytes}",
         f"#define POTNN_FLASH_ESTIMATE {flash}",
+        f"#define POTNN_INPUT_BUFFER_BYTES {plan.input_buffer_bytes(program)}",
         "",
         f"int {PREDICT}(const uint8_t *input, int32_t *logits);",
+        f"uint8_t *{INPUT_BUFFER}(void);",
         "",
         *prelude(),
         "",
         f"static union {{ uint32_t align; uint8_t bytes[{max(plan.arena_bytes, 4)}]; }} potnn_arena;",
-        f"static int32_t potnn_logits[{k}];",
         "",
         *em.tables,
         "",
         *_kernels(em),
         *em.functions,
+        f"uint8_t *{INPUT_BUFFER}(void)",
+        "{",
+        f"    return potnn_arena.bytes + {at};",
+        "}",
+        "",
         f"int {PREDICT}(const uint8_t *input, int32_t *logits)",
         "{",
-        "    int32_t *out = logits ? logits : potnn_logits;",
+        f"    int32_t *out = logits ? logits : (int32_t *)(potnn_arena.bytes + {plan.logits_offset});",
+        *copy,
         *(prog.call(op, fn) for op, fn in prog.functions()),
         *argmax,
         "}",
@@ -229,23 +249,22 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int, em: Emitt
            compile_plain: bool) -> tuple[RamNeed, FlashNeed, dict[str, Compiled] | None]:
     """The model's RAM and flash needs against the Config, and what each toolchain made of it (board budgets).
 
-    A board budget also counts the firmware's input and logit buffers, the stack, and the flash as the
+    A board budget also counts the firmware's logit buffer, the stack, and the flash as the
     board's compilers build it (the largest). The compile is skipped when the model is over budget
     without it: by its buffers, or by an estimated flash so far over that no compiler could save it
     (the estimate is within a few tens of percent of every compiler's size).
     """
-    k = program.num_classes
     flash = estimated_flash(em)
     if config.board is None:
-        return RamNeed(arena, 4 * k), _flash_alone(text, em, config) if compile_plain else flash, None
+        return RamNeed(arena), _flash_alone(text, em, config) if compile_plain else flash, None
     buffers = firmware_buffers(program)
-    need = RamNeed(arena, 4 * k, buffers)
+    need = RamNeed(arena, 0, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
         return need, flash, None
     compiled = measure(text, load_board_facts(config.board))
     stack_tc = max(compiled, key=lambda kind: compiled[kind].stack)
     flash_tc = max(compiled, key=lambda kind: compiled[kind].flash)
-    return (RamNeed(arena, 4 * k, buffers, compiled[stack_tc].stack, stack_tc),
+    return (RamNeed(arena, 0, buffers, compiled[stack_tc].stack, stack_tc),
             FlashNeed(compiled[flash_tc].flash, em.weight_bytes, flash_tc), compiled)
 
 

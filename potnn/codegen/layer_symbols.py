@@ -20,6 +20,8 @@ from .cwriter import cname
 
 #: The function the firmware calls; its own code (calls, logits copy, argmax) belongs to no layer.
 PREDICT = "potnn_predict"
+#: Where the caller writes the input: a place in the model's arena (potnn.memory), so no buffer of its own.
+INPUT_BUFFER = "potnn_input_buffer"
 
 _LAYER = re.compile(r"potnn_(\d+)_[0-9A-Za-z_]+")
 
