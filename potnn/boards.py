@@ -23,8 +23,8 @@ class FirmwareCost:
     """What the bench firmware built with one toolchain takes besides the model, in bytes.
 
     flash: code and constants that are not the model's (`potnn_*` symbols are the model's).
-    ram: .data + .bss that are not the model's, less its input and logits buffers (those are sized
-        by the model, so export counts them with the model).
+    ram: .data + .bss that are not the model's, less its logits buffer (sized by the model, so export
+        counts it with the model; the image is received into the model's arena).
     stack: the firmware's deepest stack with the model's own frames counted as zero (so at least the
         depth at which it calls potnn_predict, plus any library routine the model calls).
     """

@@ -62,8 +62,8 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
     """Refuse (ExportError listing every exceeded budget) a captured model that cannot fit `config`.
 
     `model` must already be captured and wired for `config` (it is not changed: a copy is measured).
-    RAM is exact for the buffers (the lowered program's arena and logits, and with a board budget the
-    firmware's input and logit buffers); with a board budget, a measured stack of the dense model that
+    RAM is exact for the buffers (the lowered program's arena: input, activations, logits; with a board
+    budget also the firmware's logit buffer); with a board budget, a measured stack of the dense model that
     tips it over warns (see the module's docstring). Flash is export's estimate of the dense model (every
     weight nonzero): export measures the trained code. With `pruning`, a dense flash figure over budget
     only warns: the pruned weights will cost nothing. Returns export's report of the dense model.
