@@ -79,7 +79,7 @@ def check_fits(model: nn.Module, config: Config, pruning: bool = False) -> Expor
         report = render(program, fastest, compile_plain=False)[1]
     flash = FlashNeed(report.flash_estimate, report.weight_bytes)   # an estimate: export measures the trained code
     buffers = firmware_buffers(program) if config.board is not None else 0
-    ram = RamNeed(report.arena_bytes, report.ram_bytes - report.arena_bytes, buffers)
+    ram = RamNeed(report.ram_bytes, buffers)
     if config.board is not None and ram.total <= config.ram:
         _warn_of_the_stack(program, config)
     if pruning and ram.total <= config.ram and flash.total > config.flash:

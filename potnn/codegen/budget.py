@@ -94,20 +94,17 @@ class RamNeed:
     """The RAM a model needs, in parts: its own buffers always (the arena holds the input); the firmware's
     buffer that the model sizes (its logits) and potnn_predict's stack only for a Config.for_board budget."""
 
-    arena: int
-    logits: int = 0  # the model's own logits array, apart from its arena (none: potnn.memory places them)
+    arena: int  # input, activations and the logits of a caller without an array (potnn.memory)
     firmware_buffers: int = 0
     stack: int = 0
     stack_toolchain: str = ""
 
     @property
     def total(self) -> int:
-        return self.arena + self.logits + self.firmware_buffers + self.stack
+        return self.arena + self.firmware_buffers + self.stack
 
     def describe(self) -> str:
         parts = f"arena {self.arena} (input, activations, logits)"
-        if self.logits:
-            parts += f" + logits {self.logits}"
         if self.firmware_buffers:
             parts += f" + the firmware's logit buffer {self.firmware_buffers}"
         if self.stack:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from ..boards import BoardFacts, board_names, load_board_facts
 from .budget import ExportError
+from .layer_symbols import INPUT_BUFFER, PREDICT
 from .multiply import multiplies
 
 # The bench firmware's flags that change code generation (bench/build.py CFLAGS, at its default -Os).
@@ -70,9 +71,9 @@ void *memmove(void *d, const void *s, potnn_size_t n) { (void)s; (void)n; return
 """
 # No start files or C library; the compiler's runtime (libgcc, zig's compiler_rt) stays, as in the firmware.
 # potnn_predict is the entry; potnn_input_buffer, which the firmware calls too, is kept beside it.
-_LINK = {"gnu": ("-nostartfiles", "-nodefaultlibs", "-Wl,--gc-sections", "-Wl,-e,potnn_predict",
-                 "-Wl,-u,potnn_input_buffer"),
-         "zig": ("-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,potnn_predict", "-Wl,-u,potnn_input_buffer")}
+_KEEP = (f"-Wl,-e,{PREDICT}", f"-Wl,-u,{INPUT_BUFFER}")
+_LINK = {"gnu": ("-nostartfiles", "-nodefaultlibs", "-Wl,--gc-sections", *_KEEP),
+         "zig": ("-nostartfiles", "-Wl,--gc-sections", *_KEEP)}
 _LIBS = {"gnu": ("-lgcc",), "zig": ()}
 
 
@@ -128,8 +129,8 @@ def predict_stack(function_frames: dict[str, int]) -> int:
     """potnn_predict's deepest stack from the frames of a header's functions (see the module's docstring)."""
     layers = [n for name, n in function_frames.items() if _LAYER.match(name)]
     kernels = [n for name, n in function_frames.items()
-               if name not in ("potnn_predict", "potnn_input_buffer") and not _LAYER.match(name)]
-    return function_frames.get("potnn_predict", 0) + max(layers, default=0) + max(kernels, default=0)
+               if name not in (PREDICT, INPUT_BUFFER) and not _LAYER.match(name)]
+    return function_frames.get(PREDICT, 0) + max(layers, default=0) + max(kernels, default=0)
 
 
 def measure(text: str, facts: BoardFacts) -> dict[str, Compiled]:

@@ -54,8 +54,9 @@ class _Program:
         self.logits_external = program.tensors[program.output].ctype == "int32_t"
         # int32 logits are written straight into the caller's array: the arena holds no room for them
         self.plan: MemoryPlan = plan_memory(program, {program.output} if self.logits_external else set(),
-                                            scratch_requests(program), program.tensors[program.input].size + RECEIVE_ROOM,
-                                            4 * program.num_classes)
+                                            scratch_requests(program),
+                                            input_room=program.tensors[program.input].size + RECEIVE_ROOM,
+                                            logits_bytes=4 * program.num_classes)
 
     @property
     def input_offset(self) -> int:
@@ -179,7 +180,7 @@ def _text(prog: _Program, em: Emitter) -> str:
     ram = plan.arena_bytes
     flash = em.flash_bytes()
     c, h, w = program.input_chw
-    n, at = c * h * w, prog.input_offset
+    n, at, room = c * h * w, prog.input_offset, plan.input_buffer_bytes(program)
     copy = [f"    if (input != potnn_arena.bytes + {at})",
             f"        for (int i = 0; i < {n}; i++) potnn_arena.bytes[{at} + i] = input[i];"]
     argmax = ["    int best = 0;", f"    for (int i = 1; i < {k}; i++) if (out[i] > out[best]) best = i;", "    return best;"]
@@ -192,7 +193,7 @@ def _text(prog: _Program, em: Emitter) -> str:
         f" * Output: {k} int32 logits; potnn_predict returns the index of the first largest one.",
         f" * RAM: {ram} bytes (one arena: the input, activations, and the logits when the caller passes none); "
         f"weight tables: {em.weight_bytes} bytes.",
-        f" * The input lives in the arena: write it at potnn_input_buffer() ({plan.input_buffer_bytes(program)} bytes there)",
+        f" * The input lives in the arena: write it at potnn_input_buffer() ({room} bytes there)",
         " * and pass that pointer, so the caller needs no buffer of its own; its bytes are reused once the first",
         " * layer has read them. Any other pointer is copied there first.",
         " * Must equal potnn.simulate bit for bit. Assumes >> on negative int32 is arithmetic (GCC, Clang).",
@@ -214,7 +215,7 @@ def _text(prog: _Program, em: Emitter) -> str:
         f"#define POTNN_RAM_BYTES {ram}",
         f"#define POTNN_WEIGHT_BYTES {em.weight_bytes}",
         f"#define POTNN_FLASH_ESTIMATE {flash}",
-        f"#define POTNN_INPUT_BUFFER_BYTES {plan.input_buffer_bytes(program)}",
+        f"#define POTNN_INPUT_BUFFER_BYTES {room}",
         "",
         f"int {PREDICT}(const uint8_t *input, int32_t *logits);",
         f"uint8_t *{INPUT_BUFFER}(void);",
@@ -258,13 +259,13 @@ def _needs(text: str, program: IntProgram, config: Config, arena: int, em: Emitt
     if config.board is None:
         return RamNeed(arena), _flash_alone(text, em, config) if compile_plain else flash, None
     buffers = firmware_buffers(program)
-    need = RamNeed(arena, 0, buffers)
+    need = RamNeed(arena, buffers)
     if need.total > config.ram or flash.total > _HOPELESS * config.flash:
         return need, flash, None
     compiled = measure(text, load_board_facts(config.board))
     stack_tc = max(compiled, key=lambda kind: compiled[kind].stack)
     flash_tc = max(compiled, key=lambda kind: compiled[kind].flash)
-    return (RamNeed(arena, 0, buffers, compiled[stack_tc].stack, stack_tc),
+    return (RamNeed(arena, buffers, compiled[stack_tc].stack, stack_tc),
             FlashNeed(compiled[flash_tc].flash, em.weight_bytes, flash_tc), compiled)
 
 
