@@ -16,11 +16,13 @@ reserves the deepest path.  build.json records it as ``stack_bytes``.
 
 On a board whose flash makes the core wait (``kernels_in_ram`` in its file: the CH32V003 at 48 MHz),
 the model's packed kernels (``POTNN_RAMFUNC`` in the header) are linked into .data, which start-up
-copies to SRAM, when the image still fits with them there; else they stay in flash. The kernels are a
-few hundred bytes that run for most of an inference, and flash fetches, not instructions, bound them.
-Export does not count them as RAM (the build only moves them into RAM that is free) and measures their
-flash as placed so (potnn.codegen.compiled), so what export accepts still builds. build.json records
-their bytes in SRAM as ``ram_kernel_bytes``.
+copies to SRAM, as many as the image still fits with: all of them, else all but the one doing the
+fewest multiply-accumulates (the bundle's ``kernels``, most first; an empty ``POTNN_RAMFUNC_<name>``
+keeps one in flash), and so on down to none. The kernels are a few hundred bytes that run for most of an
+inference, and flash fetches, not instructions, bound them. Export does not count them as RAM (the build
+only moves them into RAM that is free) and measures their flash as placed so (potnn.codegen.compiled), so
+what export accepts still builds. build.json records their bytes in SRAM as ``ram_kernel_bytes`` and
+their names as ``ram_kernels``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ CFLAGS = ("-std=c99", "-ffreestanding", "-fno-common", "-ffunction-sections", "-
           "-Wall", "-Wextra", "-g")
 LDFLAGS = ("-Wl,--gc-sections", "-Wl,--entry=bench_entry")
 PROBE_REGION = 1 << 24        # region size for the measuring link: larger than any image
-BUILD_FORMAT = 3              # bump when build.json or the build recipe changes meaning
+BUILD_FORMAT = 4              # bump when build.json or the build recipe changes meaning
 #: Bounds on one compiler process (``_run``): no microcontroller image comes near them (the
 #: largest ELF of a zoo build is under 1 MiB; a build takes seconds).
 COMPILER_FILE_LIMIT = 64 << 20
@@ -133,6 +135,7 @@ class BuildResult:
     firmware_ram_bytes: int
     ram_checked: bool
     ram_kernel_bytes: int = 0  # bytes of packed kernels run from SRAM (the board asks and they fit; 0: flash)
+    ram_kernels: tuple[str, ...] = ()  # their names
     cached: bool = False
 
     @property
@@ -144,6 +147,7 @@ class BuildResult:
         d.pop("cached")
         for key in ("elf", "bin", "hex", "build_json", "header"):
             d[key] = str(d[key])
+        d["ram_kernels"] = list(self.ram_kernels)
         d["model_hash_hex"] = self.model_hash_hex
         d["format"] = BUILD_FORMAT
         return d
@@ -165,6 +169,25 @@ def _defines(board_name: str, info: BenchModel, clock_hz: int, uart_base: int, b
             f"-DBENCH_UART_BASE={uart_base:#x}", f"-DBENCH_UART_BAUD={baud}",
             f"-DBENCH_MODEL_HASH={info.hash:#010x}u", f"-DBENCH_INPUT_SIZE={info.input_size}",
             f"-DBENCH_NUM_CLASSES={info.num_classes}", f"-DBENCH_STACK_SIZE={stack}"]
+
+
+Placement = tuple[str, ...] | None  # the kernels kept in flash while the others run from SRAM; None: all in flash
+
+
+def _placements(info: BenchModel, kernels_in_ram: bool) -> list[Placement]:
+    """Where the kernels may run, fastest first: all from SRAM, then without the kernel doing the fewest
+    multiply-accumulates, and so on, then all from flash. A bundle exported without its kernel list (before
+    potnn wrote one) has all or none."""
+    if not kernels_in_ram:
+        return [None]
+    names = [str(k["name"]) for k in info.manifest.get("kernels", [])]   # most multiply-accumulates first
+    return [tuple(names[n:]) for n in range(len(names), 0, -1)] + [None] if names else [(), None]
+
+
+def _placement_defines(placement: Placement) -> list[str]:
+    if placement is None:
+        return []
+    return [RAM_KERNELS_DEFINE, *(f"-DPOTNN_RAMFUNC_{name}=" for name in placement)]
 
 
 def _linker_script(board: Board, *, probe: bool, stack: int) -> str:
@@ -323,30 +346,30 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
         sources = [str(FIRMWARE_DIR / s) for s in APP_SOURCES + MCU_SOURCES] + [str(chip_dir / "chip.c")]
         compile_line = [*tc.cc, *tc.cflags, *CFLAGS, f"-{opt}", f"-I{out}", f"-I{FIRMWARE_DIR}", f"-I{chip_dir}"]
 
-        def compile_with(stack: int, in_ram: bool) -> list[str]:
+        def compile_with(stack: int, placement: Placement) -> list[str]:
             return [*compile_line, *_defines(b.name, info, b.clock_hz, b.uart.base, b.uart.baud, stack),
-                    *([RAM_KERNELS_DEFINE] if in_ram else [])]
+                    *_placement_defines(placement)]
 
         def link(script_name: str, probe: bool, target: Path, stack: int,
-                 in_ram: bool) -> subprocess.CompletedProcess[str]:
+                 placement: Placement) -> subprocess.CompletedProcess[str]:
             script = out / script_name
             script.write_text(_linker_script(b, probe=probe, stack=stack))
             mapfile = [f"-Wl,-Map,{target.with_suffix('.map')}"] if tc.kind == "gnu" else []  # zig cc has no -Map
-            return _run([*compile_with(stack, in_ram), *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile,
+            return _run([*compile_with(stack, placement), *LDFLAGS, *tc.ldflags, f"-Wl,-T,{script}", *mapfile,
                          "-o", str(target), *sources, *tc.libs], log)
 
         probe_elf = out / "probe.elf"
-        for in_ram in (True, False) if b.kernels_in_ram else (False,):   # SRAM only while the image fits
-            probe = link("probe.ld", probe=True, target=probe_elf, stack=0, in_ram=in_ram)
+        for placement in _placements(info, b.kernels_in_ram):   # kernels in SRAM only while the image fits
+            probe = link("probe.ld", probe=True, target=probe_elf, stack=0, placement=placement)
             if probe.returncode != 0:
                 raise BuildError(f"build failed for {b.name} ({_first_error(probe)}); full log: {log}")
-            stack = _measure_stack(probe_elf, compile_with(0, in_ram), tc.kind, sources, out)
+            stack = _measure_stack(probe_elf, compile_with(0, placement), tc.kind, sources, out)
             size = measure(probe_elf, b.flash_origin, b.ram_origin)
             if size.flash_bytes <= b.flash_size and size.static_ram_bytes + stack.total <= b.ram_size:
                 break
         if size.flash_bytes > b.flash_size or (check_ram and size.static_ram_bytes + stack.total > b.ram_size):
             raise BudgetError(b, size, stack.total)
-        proc = link("link.ld", probe=not check_ram, target=elf, stack=stack.total, in_ram=in_ram)
+        proc = link("link.ld", probe=not check_ram, target=elf, stack=stack.total, placement=placement)
         if proc.returncode != 0:
             raise BuildError(f"build failed for {b.name} ({_first_error(proc)}); full log: {log}")
         probe_elf.unlink()
@@ -364,7 +387,7 @@ def build(board: str | Board, header: str | Path, out_dir: str | Path | None = N
             model_flash_bytes=size.model_flash_bytes, model_ram_bytes=size.model_ram_bytes,
             firmware_flash_bytes=size.flash_bytes - size.model_flash_bytes,
             firmware_ram_bytes=size.static_ram_bytes - size.model_ram_bytes,
-            ram_checked=check_ram, ram_kernel_bytes=size.model_ram_code_bytes)
+            ram_checked=check_ram, ram_kernel_bytes=size.model_ram_code_bytes, ram_kernels=size.ram_kernels)
         record = result.to_json()
         record["fingerprint"] = fingerprint
         write_text(build_json, json.dumps(record, indent=2) + "\n")   # a killed build leaves no half file
@@ -399,6 +422,7 @@ def _result_from_json(d: dict[str, Any], cached: bool) -> BuildResult:
     fields = {k: d[k] for k in BuildResult.__dataclass_fields__ if k in d and k != "cached"}
     for key in ("elf", "bin", "hex", "build_json", "header"):
         fields[key] = Path(fields[key])
+    fields["ram_kernels"] = tuple(fields.get("ram_kernels", ()))
     return BuildResult(**fields, cached=cached)
 
 
@@ -464,8 +488,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
           f"   .data+.bss {r.static_ram_bytes} B (model {r.model_ram_bytes} B) + stack {r.stack_bytes} B "
           f"(measured; potnn_predict {r.model_stack_bytes} B)")
     if r.ram_kernel_bytes:
-        print(f"  packed kernels run from SRAM ({r.ram_kernel_bytes} B of the model's RAM, copied there at start-up: "
-              "the board's flash has wait states)")
+        print(f"  packed kernels run from SRAM: {', '.join(r.ram_kernels)} ({r.ram_kernel_bytes} B of the model's "
+              "RAM, copied there at start-up: the board's flash has wait states)")
     if not r.ram_checked:
         print("  warning: RAM budget not checked (--no-ram-check)")
     print(f"  model {r.model_hash_hex}  input {r.input_size}  classes {r.num_classes}")

@@ -24,6 +24,7 @@ class ImageSize:
     model_flash_bytes: int    # potnn_* code and constants
     model_ram_bytes: int      # potnn_* buffers, and code run from SRAM
     model_ram_code_bytes: int = 0  # ... of which code (the packed kernels the build placed in SRAM)
+    ram_kernels: tuple[str, ...] = ()  # the names of those kernels
 
     @property
     def static_ram_bytes(self) -> int:
@@ -74,12 +75,14 @@ def measure(elf: Path, flash_origin: int, ram_origin: int, *, flash_span: int = 
     start, end = image.symbol("__ramfunc_start"), image.symbol("__ramfunc_end")
     ram_code = end - start if start is not None and end is not None else 0
     model_flash = model_ram = ram_code
+    ram_kernels: list[str] = []
     for sym in image.symbols:
         if not sym.name.startswith(MODEL_PREFIX) or sym.size == 0:
             continue
         addr = sym.value & ~1                     # Thumb functions have bit 0 set
         if _inside(addr, ram_origin, ram_span):
             if sym.kind == "STT_FUNC":            # in .ramfunc, counted above
+                ram_kernels.append(sym.name)
                 continue
             model_ram += sym.size
             if _initialised_from_flash(image, addr, flash_origin, flash_span):
@@ -87,4 +90,5 @@ def measure(elf: Path, flash_origin: int, ram_origin: int, *, flash_span: int = 
         elif _inside(addr, flash_origin, flash_span):
             model_flash += sym.size
     return ImageSize(flash_bytes=flash_end - flash_origin, data_bytes=data, bss_bytes=bss,
-                     model_flash_bytes=model_flash, model_ram_bytes=model_ram, model_ram_code_bytes=ram_code)
+                     model_flash_bytes=model_flash, model_ram_bytes=model_ram, model_ram_code_bytes=ram_code,
+                     ram_kernels=tuple(sorted(ram_kernels)))

@@ -86,6 +86,7 @@ def bundle_manifest(program: IntProgram, config: Config, report: ExportReport, h
         "encodings": {op.name: op.encoding for op in program.ops if op.kind in ("conv", "linear")},
         "ram_bytes": report.ram_bytes, "flash_bytes": report.flash_bytes, "stack_bytes": report.stack_bytes,
         "dataset": config.dataset, "potnn_version": _potnn_version(),
+        "kernels": [{"name": name, "macs": macs} for name, macs in report.kernels],
     }
 
 

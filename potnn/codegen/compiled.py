@@ -60,9 +60,10 @@ _LINKER_SCRIPT = """SECTIONS {
 #: How a firmware places the header's kernels (POTNN_RAMFUNC) in SRAM: the section .ramfunc, which its
 #: linker script puts in .data (firmware/link.ld.in), copied from flash at start-up.
 RAM_KERNELS_DEFINE = '-DPOTNN_RAMFUNC=__attribute__((section(".ramfunc")))'
-#: How every kernel's definition begins (potnn/encoding/kernels/*.c, potnn/codegen/c/gather.c; a test holds
-#: it): a header without one has no .ramfunc, and zig's objcopy refuses to copy a section that is not there.
-RAM_KERNEL = "POTNN_KERNEL POTNN_RAMFUNC static"
+#: How every kernel's definition in a header begins (then its own placement macro, POTNN_RAMFUNC_<name>:
+#: potnn.codegen.kernels): a header without one has no .ramfunc, and zig's objcopy refuses to copy a section
+#: that is not there.
+RAM_KERNEL = "POTNN_KERNEL POTNN_RAMFUNC"
 _LIBC = """
 typedef __SIZE_TYPE__ potnn_size_t;
 void *memset(void *d, int c, potnn_size_t n) { (void)c; (void)n; return d; }

@@ -41,6 +41,7 @@ class Emitter:
     dot_kernels: set[tuple[str, bool]] = field(default_factory=set)  # (encoding, signed input)
     row_kernels: set[tuple[str, bool]] = field(default_factory=set)  # (encoding, signed input)
     gather_kernels: set[tuple[bool, str]] = field(default_factory=set)  # (signed input, index type)
+    kernel_work: Counter[str] = field(default_factory=Counter)  # multiply-accumulates per inference, by kernel
     scratch: dict[str, int] = field(default_factory=dict)  # arena offset of an op's scratch, by its output
 
     def spec(self, name: str) -> TensorSpec:
@@ -53,6 +54,18 @@ class Emitter:
     def table(self, ctype: str, name: str, values: list[int] | np.ndarray) -> None:
         self.tables += c_array(ctype, name, values)
         self.weight_bytes += len(values) * CTYPE_BYTES[ctype]
+
+    def count_work(self, kernel: str, op: IntOp) -> None:
+        """Charge `kernel` with the multiply-accumulates `op` has it do per inference (zero weights only where
+        they cost time): what ranks the kernels for a firmware whose SRAM holds only some (`kernels_by_work`)."""
+        assert op.weight is not None
+        weights = np.count_nonzero(op.weight) if get_encoding(op.encoding).free_zeros else op.weight.size
+        positions = 1 if op.kind == "linear" else int(np.prod((op.conv_shape or op.out_shape)[1:]))
+        self.kernel_work[kernel] += int(weights) * positions
+
+    def kernels_by_work(self) -> list[tuple[str, int]]:
+        """The header's kernels, most multiply-accumulates first (then by name), with that count."""
+        return sorted(self.kernel_work.items(), key=lambda item: (-item[1], item[0]))
 
     def shared_kernels(self) -> dict[tuple[str, str, bool], int]:
         """The packed encodings' kernels the layers call, ("dot" | "row", encoding, signed input), with their

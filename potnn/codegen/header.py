@@ -44,6 +44,7 @@ class ExportReport:
     compiled: dict[str, Compiled] | None = None  # stack and flash per toolchain present (Config.for_board only)
     flash_bytes: int = 0  # the flash checked against Config.flash: measured, or the bound (potnn.codegen.budget)
     flash_measured_with: str = ""  # the toolchain (plain Config: and board) that made the largest; "": the bound
+    kernels: tuple[tuple[str, int], ...] = ()  # the kernels the header defines, most multiply-accumulates first
 
 
 class _Program:
@@ -133,7 +134,8 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
     return text, ExportReport(Path(), plan.arena_bytes, em.weight_bytes,
                               em.flash_bytes(), plan.arena_bytes,
                               stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
-                              flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with)
+                              flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with,
+                              kernels=tuple(em.kernels_by_work()))
 
 
 def _fit(prog: _Program, config: Config, target: Target, compile_plain: bool

@@ -114,7 +114,9 @@ class _DotKernelLayer(PackedLayer):
             self.em.table("uint16_t" if offsets[-1] > 255 else "uint8_t", f"{fn}_o", offsets[:-1])
         if not self.fixed and not enc.self_delimiting:
             self.em.table("uint16_t" if max(counts) > 255 else "uint8_t", f"{fn}_n", list(counts))
-        self.em.dot_kernels.add((self.op.encoding, self.em.signed(self.op.inputs[0])))
+        signed = self.em.signed(self.op.inputs[0])
+        self.em.dot_kernels.add((self.op.encoding, signed))
+        self.em.count_work(dot_kernel_name(self.op.encoding, signed), self.op)
 
     def dot(self, x: str) -> str:
         """The C expression of one filter's dot product with x[] (bias included), as int32."""

@@ -110,6 +110,7 @@ class RowPackedConv(PackedLayer):
         self.em.table("int32_t", f"{fn}_b", op.bias + np.array(negatives, dtype=np.int64))
         self.shift_table()
         self.em.row_kernels.add((op.encoding, signed))
+        self.em.count_work(row_kernel_name(op.encoding, signed), op)
         pool = _pool(op)
         assert pool is not None
         qh, qw = pool

@@ -75,6 +75,7 @@ class UnrolledLinear(OpEmitter):
                 indices += out.indices
                 counts += out.counts
                 self.em.gather_kernels.add((signed, self.index_ctype))
+                self.em.kernel_work[kernel] += len(out.indices)
             # one group's loads at a time: Clang would otherwise load an output's every input first, then spill
             code = [line for statement in code for line in (statement, "POTNN_OPAQUE(acc);")][:-1]
             lines += ["p = in;", "POTNN_OPAQUE(p);"] + code + self.store_biased(oc, f"out[{oc}]")

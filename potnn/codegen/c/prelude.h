@@ -37,7 +37,8 @@ static inline int32_t potnn_shl(uint32_t x, int n)
 #else
 #define POTNN_KERNEL POTNN_NOINLINE
 #endif
-/* The packed dot-product kernels; a firmware may define this to place them in SRAM. */
+/* Where the kernels run: a firmware may define this to place them in SRAM, and POTNN_RAMFUNC_<kernel>
+ * (empty) to keep one of them in flash all the same. */
 #ifndef POTNN_RAMFUNC
 #define POTNN_RAMFUNC
 #endif

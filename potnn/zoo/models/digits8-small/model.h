@@ -71,7 +71,8 @@ static inline int32_t potnn_shl(uint32_t x, int n)
 #else
 #define POTNN_KERNEL POTNN_NOINLINE
 #endif
-/* The packed dot-product kernels; a firmware may define this to place them in SRAM. */
+/* Where the kernels run: a firmware may define this to place them in SRAM, and POTNN_RAMFUNC_<kernel>
+ * (empty) to keep one of them in flash all the same. */
 #ifndef POTNN_RAMFUNC
 #define POTNN_RAMFUNC
 #endif
@@ -352,8 +353,11 @@ static const int32_t potnn_3_fc_b[10] = {
     -545, -353, 1342, -605, 229, 221, 137, 26, -60, -366,
 };
 
+#ifndef POTNN_RAMFUNC_potnn_dot_fp130_u8
+#define POTNN_RAMFUNC_potnn_dot_fp130_u8 POTNN_RAMFUNC
+#endif
 /* fp130: n weights, two per byte, low nibble first; nibble = [sign][shift(3)]. */
-POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, const int8_t *w, int n)
+POTNN_KERNEL POTNN_RAMFUNC_potnn_dot_fp130_u8 static uint32_t potnn_dot_fp130_u8(const uint8_t *x, const int8_t *w, int n)
 {
     uint32_t acc = 0;
     const uint8_t *const end = x + (n & ~3);
@@ -377,6 +381,9 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
     return acc;
 }
 
+#ifndef POTNN_RAMFUNC_potnn_row4_fp130_u8
+#define POTNN_RAMFUNC_potnn_row4_fp130_u8 POTNN_RAMFUNC
+#endif
 /* fp130, four neighbouring outputs of a row at once, for convs 3 taps wide at stride 1: each weight is
  * decoded once and applied to four inputs, where the one-output kernel decodes it for every output.
  * x: the receptive field of the four outputs, rows of 6 inputs (3 taps + 3 more positions), one row per
@@ -400,7 +407,7 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
 #define POTNN_ROW4_ORDER() ((void)0)
 #endif
 #endif
-POTNN_KERNEL POTNN_RAMFUNC static void potnn_row4_fp130_u8(uint32_t *acc, const uint8_t *x, const int8_t *w, int steps)
+POTNN_KERNEL POTNN_RAMFUNC_potnn_row4_fp130_u8 static void potnn_row4_fp130_u8(uint32_t *acc, const uint8_t *x, const int8_t *w, int steps)
 {
     uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     do {

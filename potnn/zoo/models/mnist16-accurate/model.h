@@ -72,7 +72,8 @@ static inline int32_t potnn_shl(uint32_t x, int n)
 #else
 #define POTNN_KERNEL POTNN_NOINLINE
 #endif
-/* The packed dot-product kernels; a firmware may define this to place them in SRAM. */
+/* Where the kernels run: a firmware may define this to place them in SRAM, and POTNN_RAMFUNC_<kernel>
+ * (empty) to keep one of them in flash all the same. */
 #ifndef POTNN_RAMFUNC
 #define POTNN_RAMFUNC
 #endif
@@ -668,8 +669,11 @@ static const int32_t potnn_4_fc_b[10] = {
     -647, 434, -523, 284, 365, 28, -767, 613, 596, -502,
 };
 
+#ifndef POTNN_RAMFUNC_potnn_dot_fp130_u8
+#define POTNN_RAMFUNC_potnn_dot_fp130_u8 POTNN_RAMFUNC
+#endif
 /* fp130: n weights, two per byte, low nibble first; nibble = [sign][shift(3)]. */
-POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, const int8_t *w, int n)
+POTNN_KERNEL POTNN_RAMFUNC_potnn_dot_fp130_u8 static uint32_t potnn_dot_fp130_u8(const uint8_t *x, const int8_t *w, int n)
 {
     uint32_t acc = 0;
     const uint8_t *const end = x + (n & ~3);
@@ -693,6 +697,9 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
     return acc;
 }
 
+#ifndef POTNN_RAMFUNC_potnn_row4_indexed_u8
+#define POTNN_RAMFUNC_potnn_row4_indexed_u8 POTNN_RAMFUNC
+#endif
 /* indexed, four neighbouring outputs of a row at once, for convs 3 taps wide at stride 1: each listed
  * weight adds (or subtracts) inputs i..i+3 of the four outputs' receptive field x (rows of 6 inputs:
  * 3 taps + 3 more positions; the stream's positions are places in that layout). acc[4] gains the four
@@ -700,7 +707,7 @@ POTNN_KERNEL POTNN_RAMFUNC static uint32_t potnn_dot_fp130_u8(const uint8_t *x, 
  * A list's steps start from the place before x: its address is taken as an integer, since C does not
  * define a pointer before an array (the loops are written as do-while so that each weight costs one
  * branch). */
-POTNN_KERNEL POTNN_RAMFUNC static const uint8_t *potnn_row4_indexed_u8(uint32_t *acc, const uint8_t *x, const uint8_t *w)
+POTNN_KERNEL POTNN_RAMFUNC_potnn_row4_indexed_u8 static const uint8_t *potnn_row4_indexed_u8(uint32_t *acc, const uint8_t *x, const uint8_t *w)
 {
     const unsigned head = *w++;
     const uintptr_t before = (uintptr_t)x - 1u;

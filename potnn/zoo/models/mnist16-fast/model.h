@@ -71,7 +71,8 @@ static inline int32_t potnn_shl(uint32_t x, int n)
 #else
 #define POTNN_KERNEL POTNN_NOINLINE
 #endif
-/* The packed dot-product kernels; a firmware may define this to place them in SRAM. */
+/* Where the kernels run: a firmware may define this to place them in SRAM, and POTNN_RAMFUNC_<kernel>
+ * (empty) to keep one of them in flash all the same. */
 #ifndef POTNN_RAMFUNC
 #define POTNN_RAMFUNC
 #endif
@@ -204,10 +205,13 @@ static const uint16_t potnn_3_fc_i[1748] = {
     280, 319, 348, 358,
 };
 
+#ifndef POTNN_RAMFUNC_potnn_gather_u8_u16
+#define POTNN_RAMFUNC_potnn_gather_u8_u16 POTNN_RAMFUNC
+#endif
 /* One output of an unrolled linear layer from tables: n[] counts its weights of each exponent
  * 7..0, positive then negative, whose input indices follow each other in ix[]. Horner: the sum
  * is doubled once per exponent, so each weight costs a load and an add, not a shift. */
-POTNN_KERNEL POTNN_RAMFUNC static int32_t potnn_gather_u8_u16(const uint8_t *x, const uint16_t *ix, const uint16_t *n)
+POTNN_KERNEL POTNN_RAMFUNC_potnn_gather_u8_u16 static int32_t potnn_gather_u8_u16(const uint8_t *x, const uint16_t *ix, const uint16_t *n)
 {
     int32_t acc = 0, sum;
     for (const uint16_t *end = n + 16; n != end; n++) {
