@@ -180,7 +180,8 @@ def _placements(info: BenchModel, kernels_in_ram: bool) -> list[Placement]:
     potnn wrote one) has all or none."""
     if not kernels_in_ram:
         return [None]
-    names = [str(k["name"]) for k in info.manifest.get("kernels", [])]   # most multiply-accumulates first
+    names = [str(k.get("name")) for k in info.manifest.get("kernels", []) if isinstance(k, dict)]
+    names = [n for n in names if re.fullmatch(r"potnn_\w+", n)]   # most multiply-accumulates first; C names only
     return [tuple(names[n:]) for n in range(len(names), 0, -1)] + [None] if names else [(), None]
 
 
