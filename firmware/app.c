@@ -11,8 +11,8 @@
  * model's own input buffer (potnn_input_buffer(): a place in its arena with room for the image
  * and a chunk's 2-byte offset), so the firmware holds no copy of the image; the model reuses
  * those bytes during an inference, after which the next LOAD starts a new image anyway.
- * INFER runs the model once the image is complete; asked again before the next image is complete it repeats its
- * last answer, so a lost answer costs a resend, not another inference.
+ * INFER runs the model once the image is complete; asked again before the next image is
+ * complete it repeats its last answer, so a lost answer costs a resend, not another inference.
  *
  * Cycle measurement: the cycle counter is read exactly twice per inference, immediately
  * before and immediately after the potnn_predict() call, and nowhere else in the loop.

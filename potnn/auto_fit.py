@@ -149,10 +149,7 @@ def _variant(op: IntOp, encoding: str, sparsity: float) -> IntOp:
 
 def _macs(op: IntOp) -> int:
     assert op.weight is not None
-    if op.kind == "linear":
-        return int(op.weight.size)
-    _, h, w = op.conv_shape or op.out_shape
-    return int(op.weight.size) * h * w
+    return int(op.weight.size) * op.positions
 
 
 def _instructions(op: IntOp, encoding: str, sparsity: float, target: Target) -> int:

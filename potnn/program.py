@@ -74,6 +74,15 @@ class IntOp:
     pool: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     conv_shape: tuple[int, int, int] | None = None
 
+    @property
+    def positions(self) -> int:
+        """Where each filter is applied per inference: once for a linear layer; for a conv, at every place
+        of its output plane (before a fused pool)."""
+        if self.kind == "linear":
+            return 1
+        _, h, w = self.conv_shape or self.out_shape
+        return h * w
+
 
 @dataclass
 class IntProgram:

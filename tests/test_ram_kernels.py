@@ -65,12 +65,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     return out / "m.h", images, potnn.simulate(model, images)
 
 
+def _ch32v003_edited(folder: Path, line: str, replacement: str) -> Board:
+    """The CH32V003 board file with one of its lines replaced, written into `folder`."""
+    text = (REPO_BOARDS / "ch32v003.toml").read_text()
+    assert line in text
+    folder.mkdir(exist_ok=True)
+    (folder / "ch32v003.toml").write_text(text.replace(line, replacement))
+    return load_board(folder / "ch32v003.toml")
+
+
 def _ch32v003_from_flash(tmp_path: Path) -> Board:
     """The CH32V003 board file with kernels_in_ram = false."""
-    text = (REPO_BOARDS / "ch32v003.toml").read_text()
-    assert "kernels_in_ram = true" in text
-    (tmp_path / "ch32v003.toml").write_text(text.replace("kernels_in_ram = true", "kernels_in_ram = false"))
-    return load_board(tmp_path / "ch32v003.toml")
+    return _ch32v003_edited(tmp_path, "kernels_in_ram = true", "kernels_in_ram = false")
 
 
 def _kernel_addresses(elf: Path) -> dict[str, int]:
@@ -119,11 +125,7 @@ def test_kernels_run_from_sram_on_the_ch32v003_and_take_fewer_cycles(
 
 def _ch32v003_with_sram(tmp_path: Path, ram_size: int) -> Board:
     """The CH32V003 board file with `ram_size` bytes of SRAM."""
-    text = (REPO_BOARDS / "ch32v003.toml").read_text()
-    assert "ram_size = 2048" in text
-    (tmp_path / str(ram_size)).mkdir()
-    (tmp_path / str(ram_size) / "ch32v003.toml").write_text(text.replace("ram_size = 2048", f"ram_size = {ram_size}"))
-    return load_board(tmp_path / str(ram_size) / "ch32v003.toml")
+    return _ch32v003_edited(tmp_path / str(ram_size), "ram_size = 2048", f"ram_size = {ram_size}")
 
 
 def test_the_kernels_doing_the_most_work_take_the_sram_there_is(tmp_path: Path) -> None:

@@ -60,8 +60,7 @@ class Emitter:
         they cost time): what ranks the kernels for a firmware whose SRAM holds only some (`kernels_by_work`)."""
         assert op.weight is not None
         weights = np.count_nonzero(op.weight) if get_encoding(op.encoding).free_zeros else op.weight.size
-        positions = 1 if op.kind == "linear" else int(np.prod((op.conv_shape or op.out_shape)[1:]))
-        self.kernel_work[kernel] += int(weights) * positions
+        self.kernel_work[kernel] += int(weights) * op.positions
 
     def kernels_by_work(self) -> list[tuple[str, int]]:
         """The header's kernels, most multiply-accumulates first (then by name), with that count."""

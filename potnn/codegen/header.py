@@ -35,16 +35,20 @@ class ExportReport:
     """What an export produced: the files written and the sizes the budgets were checked against."""
 
     path: Path
-    ram_bytes: int
+    ram_bytes: int  # the model's static RAM: its arena (input, activations, the logits of a caller without an array)
     weight_bytes: int
     flash_estimate: int
-    arena_bytes: int
     bundle: Path | None = None  # the model.potnn written beside the header (None: nothing written yet)
     stack_bytes: int | None = None  # potnn_predict's stack, largest over the toolchains (Config.for_board only)
     compiled: dict[str, Compiled] | None = None  # stack and flash per toolchain present (Config.for_board only)
     flash_bytes: int = 0  # the flash checked against Config.flash: measured, or the bound (potnn.codegen.budget)
     flash_measured_with: str = ""  # the toolchain (plain Config: and board) that made the largest; "": the bound
     kernels: tuple[tuple[str, int], ...] = ()  # the kernels the header defines, most multiply-accumulates first
+
+    @property
+    def arena_bytes(self) -> int:
+        """The arena is all of the model's static RAM: the same as `ram_bytes`."""
+        return self.ram_bytes
 
 
 class _Program:
@@ -131,8 +135,7 @@ def render(program: IntProgram, config: Config, target: Target = RV32EC_GCC,
     plan = prog.plan
     text, em, ram_need, flash_need, compiled = _fit(prog, config, target, compile_plain)
     check_budgets(config, ram_need, flash_need)
-    return text, ExportReport(Path(), plan.arena_bytes, em.weight_bytes,
-                              em.flash_bytes(), plan.arena_bytes,
+    return text, ExportReport(Path(), plan.arena_bytes, em.weight_bytes, em.flash_bytes(),
                               stack_bytes=ram_need.stack if compiled else None, compiled=compiled,
                               flash_bytes=flash_need.total, flash_measured_with=flash_need.compiled_with,
                               kernels=tuple(em.kernels_by_work()))
